@@ -1,0 +1,82 @@
+"""The example domain: articles. Persist, then announce; nothing here knows about push."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, current_app, request
+from sqlalchemy import Row, insert, select
+
+from api.db import articles
+from api.errors import ApiError, invalid
+from api.signals import article_created
+
+bp = Blueprint("articles", __name__)
+
+
+def _as_dict(row: Row[Any]) -> dict[str, Any]:
+    article = dict(row._mapping)
+    article["created_at"] = article["created_at"].isoformat()
+    return article
+
+
+def _required_text(data: dict[str, Any], field: str, max_length: int) -> str:
+    value = data.get(field)
+    if value is None:
+        raise invalid(field, "is required")
+    if not isinstance(value, str):
+        raise invalid(field, f"must be a string, not {type(value).__name__}")
+    if not value.strip():
+        raise invalid(field, "must not be empty")
+    if len(value) > max_length:
+        raise invalid(field, f"must be at most {max_length} characters")
+    return value
+
+
+def _json_object() -> dict[str, Any]:
+    data = request.get_json(silent=True)
+    if data is None:
+        raise ApiError(
+            400, "invalid_json", "request body must be JSON with Content-Type: application/json"
+        )
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_json", "request body must be a JSON object")
+    return data
+
+
+@bp.post("/articles")
+def create_article() -> tuple[dict[str, Any], int, dict[str, str]]:
+    settings = current_app.config["SANDBAR"]
+    data = _json_object()
+    title = _required_text(data, "title", settings.max_title_length).strip()
+    body = _required_text(data, "body", settings.max_body_length)
+    unknown = sorted(set(data) - {"title", "body"})
+    if unknown:
+        raise invalid(unknown[0], "unknown field; send only 'title' and 'body'")
+    with current_app.extensions["sandbar_db"].begin() as conn:
+        row = conn.execute(
+            insert(articles).values(title=title, body=body).returning(*articles.c)
+        ).one()
+    article = _as_dict(row)
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    article_created.send(app, article=article)
+    return article, 201, {"Location": f"/articles/{article['id']}"}
+
+
+@bp.get("/articles")
+def list_articles() -> dict[str, Any]:
+    limit = request.args.get("limit", default=50, type=int)
+    if limit is None or not 1 <= limit <= 500:
+        raise invalid("limit", "must be an integer from 1 to 500")
+    with current_app.extensions["sandbar_db"].connect() as conn:
+        rows = conn.execute(select(articles).order_by(articles.c.id.desc()).limit(limit))
+        return {"articles": [_as_dict(row) for row in rows]}
+
+
+@bp.get("/articles/<int:article_id>")
+def get_article(article_id: int) -> dict[str, Any]:
+    with current_app.extensions["sandbar_db"].connect() as conn:
+        row = conn.execute(select(articles).where(articles.c.id == article_id)).one_or_none()
+    if row is None:
+        raise ApiError(404, "not_found", f"article {article_id} does not exist")
+    return _as_dict(row)

@@ -1,0 +1,41 @@
+"""Every error the API returns is JSON: ``{"error": {"code", "message", "field"?}}``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, Response, jsonify
+from werkzeug.exceptions import HTTPException
+
+
+class ApiError(Exception):
+    """An error with an HTTP status, a stable code and a message for people."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.field = status, code, message, field
+
+    def body(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.field is not None:
+            error["field"] = self.field
+        return {"error": error}
+
+
+def invalid(field: str, message: str) -> ApiError:
+    return ApiError(400, "invalid_field", f"{field}: {message}", field=field)
+
+
+def _api_error(exc: ApiError) -> tuple[Response, int]:
+    return jsonify(exc.body()), exc.status
+
+
+def _http_error(exc: HTTPException) -> tuple[Response, int]:
+    status = exc.code or 500
+    code = (exc.name or "error").lower().replace(" ", "_")
+    return jsonify({"error": {"code": code, "message": exc.description}}), status
+
+
+def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(ApiError, _api_error)
+    app.register_error_handler(HTTPException, _http_error)

@@ -1,0 +1,83 @@
+"""Serve the API with gunicorn: pre-fork workers, each with its own app and ZeroMQ socket."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+from pydantic import Field
+
+from api.app import create_app
+from api.config import ApiConfig
+from api.db import create_schema, make_engine
+from sandbar.config import ConfigError, StrictModel
+from sandbar.logs import setup_logging
+
+
+class ServeConfig(StrictModel):
+    host: str = "127.0.0.1"
+    port: int = 5000
+    workers: int = Field(2, gt=0)
+    threads: int = Field(4, gt=0)
+    api: ApiConfig = ApiConfig()
+
+
+class _Gunicorn(BaseApplication):
+    def __init__(self, config: ServeConfig) -> None:
+        self.serve_config = config
+        super().__init__()
+
+    def load_config(self) -> None:
+        c = self.serve_config
+        settings: dict[str, Any] = {
+            "bind": f"{c.host}:{c.port}",
+            "workers": c.workers,
+            "threads": c.threads,
+            "worker_class": "gthread" if c.threads > 1 else "sync",
+            "accesslog": "-",
+            "access_log_format": '%(h)s "%(r)s" %(s)s %(b)s %(M)sms',
+            "graceful_timeout": 10,
+            "proc_name": "sandbar-api",
+        }
+        for key, value in settings.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        return create_app(self.serve_config.api)
+
+
+def run(config: ServeConfig) -> None:
+    """Create the schema once in the master, then serve until SIGTERM/SIGINT."""
+    create_schema(make_engine(config.api.database_url))
+    _Gunicorn(config).run()
+
+
+def main(argv: list[str] | None = None) -> None:
+    env = os.environ
+    parser = argparse.ArgumentParser(prog="sandbar-api", description="Sandbar REST API")
+    parser.add_argument("--host", default=env.get("SANDBAR_API_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(env.get("SANDBAR_API_PORT", 5000)))
+    parser.add_argument("--workers", type=int, default=int(env.get("SANDBAR_API_WORKERS", 2)))
+    parser.add_argument("--threads", type=int, default=int(env.get("SANDBAR_API_THREADS", 4)))
+    args = parser.parse_args(argv)
+    setup_logging()
+    try:
+        skip = {
+            "SANDBAR_API_HOST",
+            "SANDBAR_API_PORT",
+            "SANDBAR_API_WORKERS",
+            "SANDBAR_API_THREADS",
+        }
+        api = ApiConfig.from_env({k: v for k, v in env.items() if k not in skip})
+        config = ServeConfig(**vars(args), api=api)
+    except (ConfigError, ValueError) as exc:
+        print(f"sandbar-api: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    run(config)
+
+
+if __name__ == "__main__":
+    main()

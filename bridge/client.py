@@ -1,0 +1,87 @@
+"""Send events to the bridge from any Python process (Flask, a worker, a cron job).
+
+One ZeroMQ PUSH socket per process and thread: sockets are not thread-safe and
+must not cross a fork (gunicorn's pre-fork workers), so each is created lazily
+by the thread that uses it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any
+
+import zmq
+
+from bridge.envelope import DEFAULT_MAX_FRAME_BYTES, Envelope
+
+log = logging.getLogger("sandbar.bridge.client")
+
+DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
+
+
+class SendError(RuntimeError):
+    """The event was not accepted for delivery; the message says why and what to do."""
+
+
+class EventSender:
+    """Fire-and-forget sender of event envelopes to a bridge endpoint."""
+
+    def __init__(
+        self,
+        endpoint: str = DEFAULT_ENDPOINT,
+        *,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        queue_size: int = 10_000,
+        linger_ms: int = 2_000,
+    ) -> None:
+        self.endpoint = endpoint
+        self.max_frame_bytes = max_frame_bytes
+        self.queue_size = queue_size
+        self.linger_ms = linger_ms
+        self._local = threading.local()
+
+    def send(self, name: str, payload: dict[str, Any]) -> Envelope:
+        """Wrap ``payload`` in an envelope and queue it for the bridge; return the envelope."""
+        envelope = Envelope(name=name, payload=payload)
+        self.send_envelope(envelope)
+        return envelope
+
+    def send_envelope(self, envelope: Envelope) -> None:
+        try:
+            frame = envelope.to_bytes()
+        except (TypeError, ValueError) as exc:
+            raise SendError(
+                f"event '{envelope.name}': payload is not JSON-serialisable ({exc})"
+            ) from None
+        if len(frame) > self.max_frame_bytes:
+            raise SendError(
+                f"event '{envelope.name}' is {len(frame)} bytes, over the bridge limit of "
+                f"{self.max_frame_bytes}: send a reference (an id or URL) instead of the data"
+            )
+        try:
+            self._socket().send(frame, flags=zmq.NOBLOCK)
+        except zmq.Again:
+            raise SendError(
+                f"event '{envelope.name}' not sent: {self.queue_size} events are already waiting "
+                f"for the bridge at {self.endpoint}; is sandbar-bridge running and connected?"
+            ) from None
+
+    def _socket(self) -> zmq.Socket[bytes]:
+        local = self._local
+        if getattr(local, "pid", None) != os.getpid():
+            # New thread, or a forked child that inherited a parent's socket: start afresh.
+            socket: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.PUSH)
+            socket.setsockopt(zmq.SNDHWM, self.queue_size)
+            socket.setsockopt(zmq.LINGER, self.linger_ms)
+            socket.connect(self.endpoint)
+            local.socket, local.pid = socket, os.getpid()
+        return local.socket
+
+    def close(self) -> None:
+        """Close this thread's socket, waiting up to ``linger_ms`` for queued events to leave."""
+        socket = getattr(self._local, "socket", None)
+        if socket is not None and self._local.pid == os.getpid():
+            socket.close()
+        self._local = threading.local()

@@ -1,0 +1,74 @@
+"""The bridge's YAML configuration, validated in full when it is loaded."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import BeforeValidator, Field, field_validator
+
+from bridge.envelope import DEFAULT_MAX_FRAME_BYTES
+from bridge.routes import Route, RouteTable, TopicTemplate
+from sandbar.config import StrictModel, load_yaml_config
+from sandbar.uri import check_name
+from sandbar.wamp import RouterConnection
+
+DEFAULT_PATH = Path(os.environ.get("SANDBAR_BRIDGE_CONFIG", "config/bridge.yaml"))
+
+
+def _compile_template(value: object) -> TopicTemplate:
+    if isinstance(value, TopicTemplate):
+        return value
+    if not isinstance(value, str):
+        raise ValueError("must be a topic URI such as 'articles' or 'chat.{channel}'")
+    return TopicTemplate.compile(value)
+
+
+Template = Annotated[TopicTemplate, BeforeValidator(_compile_template)]
+
+
+class ZmqSettings(StrictModel):
+    bind: str = "tcp://127.0.0.1:5555"
+    max_frame_bytes: int = Field(DEFAULT_MAX_FRAME_BYTES, gt=0)
+
+    @field_validator("bind")
+    @classmethod
+    def _check_bind(cls, bind: str) -> str:
+        if not bind.startswith(("tcp://", "ipc://", "inproc://")):
+            raise ValueError(f"'{bind}' is not a ZeroMQ endpoint: use e.g. tcp://127.0.0.1:5555")
+        return bind
+
+
+class PublishSettings(StrictModel):
+    max_in_flight: int = Field(64, gt=0)
+    buffer_size: int = Field(10_000, gt=0)
+
+
+class RouteSettings(StrictModel):
+    topic: Template
+    retain: bool = False
+    to_authids: str | None = None
+    exclude_authids: str | None = None
+
+
+class BridgeConfig(StrictModel):
+    zmq: ZmqSettings = ZmqSettings()
+    router: RouterConnection
+    publish: PublishSettings = PublishSettings()
+    routes: dict[str, RouteSettings] = Field(min_length=1)
+
+    @field_validator("routes")
+    @classmethod
+    def _check_event_names(cls, routes: dict[str, RouteSettings]) -> dict[str, RouteSettings]:
+        for name in routes:
+            check_name(name, "event name")
+        return routes
+
+    def route_table(self) -> RouteTable:
+        return RouteTable({name: Route(**dict(spec)) for name, spec in self.routes.items()})
+
+
+def load_config(path: str | Path = DEFAULT_PATH) -> BridgeConfig:
+    """Load and validate the bridge YAML (``${VAR}`` is taken from the environment)."""
+    return load_yaml_config(BridgeConfig, path)

@@ -1,0 +1,300 @@
+"""The bridge service: receive envelopes over ZeroMQ, publish them into the router.
+
+Every publish is acknowledged by the router, and at most ``max_in_flight`` are
+outstanding at once. While the router is away, events wait in a bounded buffer
+and go out in their original order on reconnect; when the buffer is full the
+bridge stops reading ZeroMQ, so back-pressure reaches the senders (whose
+``send`` then fails loudly) instead of events vanishing here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import logging
+import sys
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import zmq
+import zmq.asyncio
+from autobahn.wamp.exception import ApplicationError, TransportLost
+from autobahn.wamp.types import PublishOptions
+
+from bridge.config import DEFAULT_PATH, BridgeConfig, load_config
+from bridge.envelope import Envelope, MalformedFrame
+from bridge.routes import Publication
+from sandbar.config import ConfigError
+from sandbar.logs import setup_logging
+from sandbar.secrets import ensure_backend_secret
+from sandbar.service import run_until_signalled
+from sandbar.wamp import ApplicationSession, make_component
+
+log = logging.getLogger("sandbar.bridge")
+
+STATS_PROCEDURE = "sandbar.bridge.stats"
+
+
+def _connection_lost(exc: Exception, session: ApplicationSession) -> bool:
+    """Did this publish fail because the session went away (retry), not because it was refused?"""
+    if isinstance(exc, TransportLost) or not session.is_attached():
+        return True
+    return isinstance(exc, ApplicationError) and exc.error.startswith("wamp.close.")
+
+
+@dataclass
+class BridgeStats:
+    received: int = 0
+    published: int = 0
+    rejected: int = 0
+    requeued: int = 0
+    connects: int = 0
+    malformed: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self, *, buffered: int, in_flight: int, connected: bool) -> dict[str, Any]:
+        return {
+            "received": self.received,
+            "published": self.published,
+            "rejected": self.rejected,
+            "requeued": self.requeued,
+            "connects": self.connects,
+            "malformed": dict(self.malformed),
+            "malformed_total": sum(self.malformed.values()),
+            "buffered": buffered,
+            "in_flight": in_flight,
+            "connected": connected,
+        }
+
+
+class Bridge:
+    def __init__(self, config: BridgeConfig) -> None:
+        self.config = config
+        self.routes = config.route_table()
+        self.stats = BridgeStats()
+        self._queue: deque[Publication] = deque()
+        self._in_flight: dict[int, tuple[Publication, asyncio.Future[None]]] = {}
+        self._keys = itertools.count()
+        self._session: ApplicationSession | None = None
+        self._work = asyncio.Event()  # something to publish, or a window slot freed
+        self._room = asyncio.Event()  # the buffer has room again
+        self._room.set()
+        self._recovering: asyncio.Task[None] | None = None
+
+    # -- intake -----------------------------------------------------------
+
+    def accept(self, frame: bytes) -> Publication | None:
+        """Decode and route one frame; a bad one is logged, counted and dropped."""
+        try:
+            envelope = Envelope.from_bytes(frame, self.config.zmq.max_frame_bytes)
+            publication = self.routes.resolve(envelope)
+        except MalformedFrame as exc:
+            self.stats.malformed[exc.reason] += 1
+            log.warning("dropped malformed frame (%s): %s", exc.reason, exc.detail)
+            return None
+        self.stats.received += 1
+        self._queue.append(publication)
+        if len(self._queue) >= self.config.publish.buffer_size:
+            self._room.clear()
+        self._work.set()
+        return publication
+
+    async def receive(self, socket: zmq.asyncio.Socket) -> None:
+        while True:
+            if not self._room.is_set():
+                log.warning(
+                    "buffer full (%d events waiting for the router): pausing intake; "
+                    "senders queue, then fail, until the router is back",
+                    len(self._queue),
+                )
+                await self._room.wait()
+                log.info("buffer has room again: intake resumed")
+            self.accept(await socket.recv())
+
+    # -- output -----------------------------------------------------------
+
+    async def pump(self) -> None:
+        window = self.config.publish.max_in_flight
+        while True:
+            await self._work.wait()
+            self._work.clear()
+            session = self._session
+            while (
+                session is not None
+                and session.is_attached()
+                and self._recovering is None
+                and self._queue
+                and len(self._in_flight) < window
+            ):
+                publication = self._queue.popleft()
+                key = next(self._keys)
+                task = asyncio.ensure_future(self._publish(session, key, publication))
+                self._in_flight[key] = (publication, task)
+            if len(self._queue) < self.config.publish.buffer_size:
+                self._room.set()
+
+    async def _publish(self, session: ApplicationSession, key: int, pub: Publication) -> None:
+        try:
+            await session.publish(
+                pub.topic,
+                pub.envelope.payload,
+                options=PublishOptions(acknowledge=True, **pub.options),
+                **pub.envelope.meta(),
+            )
+        except Exception as exc:
+            if _connection_lost(exc, session):
+                return  # recovery puts it back in order
+            self.stats.rejected += 1
+            log.error(
+                "router refused event %s '%s' on '%s': %s",
+                pub.envelope.id,
+                pub.envelope.name,
+                pub.topic,
+                exc,
+            )
+        else:
+            self.stats.published += 1
+        self._in_flight.pop(key, None)
+        self._work.set()
+
+    # -- session life cycle ----------------------------------------------
+
+    async def on_join(self, session: ApplicationSession, details: Any) -> None:
+        self.stats.connects += 1
+        if self._recovering is not None:
+            await self._recovering
+        self._session = session
+        try:
+            await session.register(self.snapshot, STATS_PROCEDURE)
+        except Exception as exc:  # another bridge holds it; stats stay in the log
+            log.warning("could not register %s: %s", STATS_PROCEDURE, exc)
+        log.info(
+            "connected to router (session %s); %d events waiting", details.session, len(self._queue)
+        )
+        self._work.set()
+
+    def on_leave(self, session: ApplicationSession, details: Any) -> None:
+        if session is not self._session:
+            return
+        self._session = None
+        log.warning(
+            "router connection lost (%s); buffering events until it is back",
+            getattr(details, "reason", details),
+        )
+        self._recovering = asyncio.ensure_future(self._recover())
+
+    async def _recover(self) -> None:
+        """Put unacknowledged publishes back at the head of the queue, in their order."""
+        tasks = [task for _, task in self._in_flight.values()]
+        if tasks:  # the lost session fails them all; wait until each has settled
+            await asyncio.wait(tasks, timeout=5)
+        lost = [pub for _, (pub, _) in sorted(self._in_flight.items())]
+        self._in_flight.clear()
+        self._queue.extendleft(reversed(lost))
+        self.stats.requeued += len(lost)
+        if lost:
+            log.info("requeued %d unacknowledged events for redelivery in order", len(lost))
+        self._recovering = None
+        self._work.set()
+
+    def snapshot(self) -> dict[str, Any]:
+        session = self._session
+        return self.stats.as_dict(
+            buffered=len(self._queue),
+            in_flight=len(self._in_flight),
+            connected=session is not None and session.is_attached(),
+        )
+
+    # -- run ----------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        context = zmq.asyncio.Context()
+        socket = context.socket(zmq.PULL)
+        socket.setsockopt(zmq.LINGER, 0)
+        socket.setsockopt(zmq.RCVHWM, self.config.publish.buffer_size)
+        try:
+            socket.bind(self.config.zmq.bind)
+        except zmq.ZMQError as exc:
+            raise ConfigError(
+                f"zmq.bind: cannot bind {self.config.zmq.bind} ({exc}); is another bridge "
+                "running there? Choose a free endpoint"
+            ) from None
+        log.info(
+            "listening for events on %s; routes: %s",
+            self.config.zmq.bind,
+            ", ".join(sorted(self.config.routes)),
+        )
+        component = make_component(self.config.router, on_join=self.on_join, on_leave=self.on_leave)
+        tasks = [
+            asyncio.ensure_future(self.receive(socket)),
+            asyncio.ensure_future(self.pump()),
+            asyncio.ensure_future(component.start(asyncio.get_running_loop())),
+        ]
+        try:
+            await stop.wait()
+        finally:
+            await self._shutdown(component, tasks)
+            socket.close()
+            context.term()
+
+    async def _shutdown(self, component: Any, tasks: list[asyncio.Future[Any]]) -> None:
+        if self._in_flight:
+            await asyncio.wait_for(self._drain(), timeout=5)
+        stats = self.snapshot()
+        if stats["buffered"] or stats["in_flight"]:
+            log.error(
+                "shutting down with %d buffered and %d unacknowledged events undelivered",
+                stats["buffered"],
+                stats["in_flight"],
+            )
+        with contextlib.suppress(Exception):  # already gone
+            await asyncio.wait_for(asyncio.ensure_future(component.stop()), timeout=3)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        log.info("stopped: %s", stats)
+
+    async def _drain(self) -> None:
+        while self._in_flight and self._session is not None:
+            await asyncio.sleep(0.01)
+
+
+def run(config: BridgeConfig) -> None:
+    """Run the bridge until SIGTERM/SIGINT."""
+    bridge = Bridge(config)
+    run_until_signalled(bridge.run)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="sandbar-bridge", description="ZeroMQ → WAMP bridge")
+    parser.add_argument(
+        "config",
+        nargs="?",
+        type=Path,
+        default=DEFAULT_PATH,
+        help=f"bridge YAML file (default: {DEFAULT_PATH})",
+    )
+    parser.add_argument("--check", action="store_true", help="validate the config and exit")
+    args = parser.parse_args(argv)
+    setup_logging()
+    try:
+        ensure_backend_secret()
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"sandbar-bridge: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if args.check:
+        print(f"{args.config}: OK ({len(config.routes)} routes)")
+        return
+    try:
+        run(config)
+    except ConfigError as exc:
+        print(f"sandbar-bridge: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""Start the Crossbar router from the template in ``.crossbar/config.yaml``.
+
+Crossbar substitutes ``${VAR}`` only in secrets, so host, ports and paths are
+rendered into a private copy first; then this process *becomes* Crossbar
+(``exec``), so SIGTERM reaches the router's controller directly and it shuts
+its workers down itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+import yaml
+
+from sandbar.config import ConfigError, StrictModel, expand_env
+from sandbar.logs import setup_logging
+from sandbar.paths import ROUTER_TEMPLATE, RUN_DIR, WEB_DIR
+from sandbar.secrets import ensure_backend_secret
+
+log = logging.getLogger("sandbar.router")
+
+
+class RouterConfig(StrictModel):
+    """Where the router listens and what it serves."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    backend_host: str = "127.0.0.1"
+    backend_port: int = 8081
+    web_dir: Path = WEB_DIR
+    template: Path = ROUTER_TEMPLATE
+    run_dir: Path = RUN_DIR / "router"
+    max_message_size: int = 1024 * 1024
+    log_level: str = "info"
+
+    def template_vars(self) -> dict[str, str]:
+        return {
+            "SANDBAR_ROUTER_HOST": self.host,
+            "SANDBAR_ROUTER_PORT": str(self.port),
+            "SANDBAR_BACKEND_HOST": self.backend_host,
+            "SANDBAR_BACKEND_PORT": str(self.backend_port),
+            "SANDBAR_WEB_DIR": str(self.web_dir.resolve()),
+            "SANDBAR_MAX_MESSAGE_SIZE": str(self.max_message_size),
+        }
+
+
+def render(config: RouterConfig) -> Path:
+    """Write the filled-in config into ``run_dir`` and return that directory (the cbdir)."""
+    try:
+        template = config.template.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"{config.template}: cannot read router template ({exc.strerror})"
+        ) from None
+    text = expand_env(
+        template, config.template_vars(), source=str(config.template), defaults_only=True
+    )
+    try:
+        yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{config.template}: rendered config is not valid YAML: {exc}") from None
+    config.run_dir.mkdir(parents=True, exist_ok=True)
+    (config.run_dir / "config.yaml").write_text(text, encoding="utf-8")
+    return config.run_dir
+
+
+def crossbar_command(config: RouterConfig, cbdir: Path) -> list[str]:
+    crossbar = Path(sys.executable).with_name("crossbar")
+    return [str(crossbar), "start", "--cbdir", str(cbdir), "--loglevel", config.log_level]
+
+
+def run(config: RouterConfig) -> None:
+    """Render the config and replace this process with ``crossbar start``."""
+    ensure_backend_secret()
+    cbdir = render(config)
+    stale_pid = cbdir / "node.pid"
+    stale_pid.unlink(missing_ok=True)  # a killed router leaves it behind and blocks restarts
+    log.info(
+        "router on ws://%s:%d/ws (backend rs://%s:%d)",
+        config.host,
+        config.port,
+        config.backend_host,
+        config.backend_port,
+    )
+    argv = crossbar_command(config, cbdir)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(argv[0], argv)
+
+
+def config_from_args(argv: list[str] | None = None) -> RouterConfig:
+    env = os.environ
+    parser = argparse.ArgumentParser(prog="sandbar-router", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default=env.get("SANDBAR_ROUTER_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(env.get("SANDBAR_ROUTER_PORT", 8080)))
+    parser.add_argument("--backend-host", default=env.get("SANDBAR_BACKEND_HOST", "127.0.0.1"))
+    parser.add_argument(
+        "--backend-port", type=int, default=int(env.get("SANDBAR_BACKEND_PORT", 8081))
+    )
+    parser.add_argument("--web-dir", type=Path, default=Path(env.get("SANDBAR_WEB_DIR", WEB_DIR)))
+    parser.add_argument("--template", type=Path, default=ROUTER_TEMPLATE)
+    parser.add_argument(
+        "--run-dir", type=Path, default=Path(env.get("SANDBAR_ROUTER_RUN_DIR", RUN_DIR / "router"))
+    )
+    parser.add_argument("--log-level", default=env.get("SANDBAR_ROUTER_LOG_LEVEL", "info"))
+    args = parser.parse_args(argv)
+    return RouterConfig(**vars(args))
+
+
+def main(argv: list[str] | None = None) -> None:
+    setup_logging()
+    try:
+        run(config_from_args(argv))
+    except ConfigError as exc:
+        log.error("%s", exc)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()
