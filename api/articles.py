@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, current_app, request
@@ -16,7 +17,10 @@ bp = Blueprint("articles", __name__)
 
 def _as_dict(row: Row[Any]) -> dict[str, Any]:
     article = dict(row._mapping)
-    article["created_at"] = article["created_at"].isoformat()
+    created: datetime = article["created_at"]
+    if created.tzinfo is None:  # SQLite stores naive timestamps; we write UTC
+        created = created.replace(tzinfo=UTC)
+    article["created_at"] = created.isoformat().replace("+00:00", "Z")
     return article
 
 
@@ -55,7 +59,9 @@ def create_article() -> tuple[dict[str, Any], int, dict[str, str]]:
         raise invalid(unknown[0], "unknown field; send only 'title' and 'body'")
     with current_app.extensions["sandbar_db"].begin() as conn:
         row = conn.execute(
-            insert(articles).values(title=title, body=body).returning(*articles.c)
+            insert(articles)
+            .values(title=title, body=body, created_at=datetime.now(UTC))
+            .returning(*articles.c)
         ).one()
     article = _as_dict(row)
     app = current_app._get_current_object()  # type: ignore[attr-defined]

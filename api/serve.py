@@ -38,7 +38,7 @@ class _Gunicorn(BaseApplication):
             "threads": c.threads,
             "worker_class": "gthread" if c.threads > 1 else "sync",
             "accesslog": "-",
-            "access_log_format": '%(h)s "%(r)s" %(s)s %(b)s %(M)sms',
+            "access_log_format": '%(h)s "%(r)s" %(s)s %(b)sB %(M)sms pid=%(p)s',
             "graceful_timeout": 10,
             "proc_name": "sandbar-api",
         }

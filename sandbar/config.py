@@ -73,7 +73,16 @@ def expand_env(
 
 
 def _key_path(loc: tuple[int | str, ...]) -> str:
-    return ".".join(str(part) for part in loc) or "<top level>"
+    """``routes["article.created"].retain``: dotted keys are quoted so the path stays readable."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif part.isidentifier():
+            path += f".{part}" if path else part
+        else:
+            path += f'["{part}"]'
+    return path or "<top level>"
 
 
 def _describe(error: dict[str, Any]) -> str:
@@ -110,9 +119,18 @@ def load_yaml_config(model: type[M], path: str | Path, env: Mapping[str, str] | 
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{path}: not valid YAML {_yaml_where(exc)}") from None
     data = expand_env_values(data, env, source=str(path))
     return validate_config(model, data, source=str(path))
+
+
+def _yaml_where(exc: yaml.YAMLError) -> str:
+    """One line: where the parser gave up and why."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    if mark is None:
+        return f"({problem})"
+    return f"at line {mark.line + 1}, column {mark.column + 1} ({problem})"
 
 
 def expand_env_values(

@@ -15,3 +15,6 @@ def setup_logging(level: str | None = None) -> None:
         datefmt="%H:%M:%S",
         force=True,
     )
+    # Autobahn logs every connection attempt at INFO; its warnings and errors still show.
+    for noisy in ("autobahn", "txaio"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))

@@ -1,0 +1,1 @@
+"""Helpers that start the real parts (router, bridge, API) for tests."""

@@ -1,0 +1,213 @@
+"""Start real Sandbar processes on free ports, read their logs, stop them for good."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+BIN = Path(sys.executable).parent
+SECRET = "test-backend-secret-0123456789abcdef"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(
+    check: Callable[[], object], timeout: float, what: str, interval: float = 0.05
+) -> None:
+    deadline = time.monotonic() + timeout
+    last: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception as exc:
+            last = exc
+        time.sleep(interval)
+    raise TimeoutError(f"{what} not reached within {timeout}s (last error: {last!r})")
+
+
+def http_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=2) as response:
+        return bool(response.status == 200)
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SANDBAR_")}
+    env.update(SANDBAR_BACKEND_SECRET=SECRET, PYTHONUNBUFFERED="1", **extra)
+    return env
+
+
+class Proc:
+    """A child process in its own process group, its output in a log file."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_dir: Path) -> None:
+        self.name, self.argv, self.env = name, argv, env
+        self.log_path = log_dir / f"{name}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Proc:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            self.argv,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        log.close()
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM the group, wait, then SIGKILL whatever is left; returns the exit code."""
+        if self.process is None:
+            return None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            code = self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            code = None
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(5)
+        return code
+
+
+class Router:
+    """The real Crossbar router, rendered from .crossbar/config.yaml onto free ports."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port, self.backend_port = free_port(), free_port()
+        self.proc = Proc(
+            "router",
+            [
+                str(BIN / "sandbar-router"),
+                "--port",
+                str(self.port),
+                "--backend-port",
+                str(self.backend_port),
+                "--run-dir",
+                str(workdir / "router"),
+                "--log-level",
+                "warn",
+            ],
+            base_env(),
+            workdir,
+        )
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    @property
+    def backend_url(self) -> str:
+        return f"rs://127.0.0.1:{self.backend_port}"
+
+    def start(self, timeout: float = 30.0) -> Router:
+        self.proc.start()
+        wait_until(
+            lambda: http_ok(f"http://127.0.0.1:{self.port}/") and _port_open(self.backend_port),
+            timeout,
+            "router ready",
+        )
+        return self
+
+    def stop(self) -> None:
+        self.proc.stop()
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED_BRIDGE_CONFIG = ROOT / "config" / "bridge.yaml"
+
+
+class Bridge:
+    """The real bridge service, with the shipped config (or a given one) on a free port."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        router: Router,
+        config: dict[str, object] | None = None,
+        router_url: str | None = None,
+    ) -> None:
+        self.router = router
+        self.port = free_port()
+        self.endpoint = f"tcp://127.0.0.1:{self.port}"
+        path = SHIPPED_BRIDGE_CONFIG
+        if config is not None:
+            import yaml
+
+            path = workdir / "bridge.yaml"
+            path.write_text(yaml.safe_dump(config))
+        env = base_env(
+            SANDBAR_BRIDGE_BIND=self.endpoint,
+            SANDBAR_ROUTER_BACKEND_URL=router_url or router.backend_url,
+        )
+        self.proc = Proc("bridge", [str(BIN / "sandbar-bridge"), str(path)], env, workdir)
+
+    def stats(self) -> dict[str, object]:
+        from tests.support.wamp import backend_call
+
+        return dict(backend_call(self.router.backend_url, "sandbar.bridge.stats"))
+
+    def start(self, timeout: float = 20.0) -> Bridge:
+        self.proc.start()
+        wait_until(lambda: self.stats()["connected"], timeout, "bridge connected", interval=0.1)
+        return self
+
+    def stop(self) -> None:
+        self.proc.stop()
+
+
+class Api:
+    """The real API under gunicorn (several workers), SQLite in the test's folder."""
+
+    def __init__(self, workdir: Path, bridge_endpoint: str, workers: int = 2) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = base_env(
+            SANDBAR_API_PORT=str(self.port),
+            SANDBAR_API_WORKERS=str(workers),
+            SANDBAR_API_BRIDGE_ENDPOINT=bridge_endpoint,
+            SANDBAR_API_DATABASE_URL=f"sqlite:///{workdir / 'api.db'}",
+        )
+        self.proc = Proc("api", [str(BIN / "sandbar-api")], env, workdir)
+
+    def start(self, timeout: float = 20.0) -> Api:
+        self.proc.start()
+        wait_until(lambda: http_ok(f"{self.url}/healthz"), timeout, "api ready")
+        return self
+
+    def stop(self) -> None:
+        self.proc.stop()

@@ -1,0 +1,143 @@
+"""Real AutobahnPython clients driven from synchronous tests (each on its own loop thread)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+import txaio
+
+txaio.use_asyncio()
+
+from autobahn.asyncio.component import Component  # noqa: E402
+from autobahn.wamp.types import SubscribeOptions  # noqa: E402
+
+from sandbar.probe import call_backend  # noqa: E402
+from sandbar.wamp import RouterConnection  # noqa: E402
+from tests.support.procs import SECRET  # noqa: E402
+
+
+@dataclass
+class Event:
+    topic: str
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+
+
+class LoopThread:
+    """An asyncio loop in a daemon thread; ``run`` executes a coroutine there and waits."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, Any], timeout: float = 30.0) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+
+
+class Subscriber:
+    """A browser-like session (anonymous, WebSocket) that stays subscribed across reconnects."""
+
+    def __init__(
+        self, url: str, topics: list[str], *, serializer: str = "json", get_retained: bool = False
+    ) -> None:
+        self.url, self.topics, self.get_retained = url, topics, get_retained
+        self.events: list[Event] = []
+        self.joins = 0
+        self._lock = threading.Lock()
+        self._thread = LoopThread()
+        self._component = Component(
+            transports=[
+                {
+                    "url": url,
+                    "serializers": [serializer],
+                    "max_retries": -1,
+                    "initial_retry_delay": 0.1,
+                    "max_retry_delay": 0.5,
+                    "retry_delay_growth": 1.5,
+                }
+            ],
+            realm="sandbar",
+        )
+        self._component.on("join", self._on_join)
+        self._component.on("leave", self._on_leave)
+        self._subscribed = threading.Event()
+
+    async def _on_join(self, session: Any, details: Any) -> None:
+        for topic in self.topics:
+            options = SubscribeOptions(get_retained=self.get_retained)
+            await session.subscribe(self._collector(topic), topic, options=options)
+        self.joins += 1
+        self._subscribed.set()
+
+    def _on_leave(self, session: Any, details: Any) -> None:
+        self._subscribed.clear()
+
+    def _collector(self, topic: str) -> Any:
+        def on_event(*args: Any, **kwargs: Any) -> None:
+            with self._lock:
+                self.events.append(Event(topic, args, kwargs))
+
+        return on_event
+
+    def start(self, timeout: float = 15.0) -> Subscriber:
+        self._thread.loop.call_soon_threadsafe(self._component.start, self._thread.loop)
+        if not self._subscribed.wait(timeout):
+            raise TimeoutError(
+                f"subscriber did not join and subscribe to {self.topics} at {self.url}"
+            )
+        return self
+
+    def wait_subscribed(self, timeout: float = 15.0, joins: int = 1) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._subscribed.is_set() and self.joins >= joins:
+                return
+            time.sleep(0.02)
+        raise TimeoutError(f"subscriber did not (re)subscribe (joins={self.joins})")
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[Event]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if len(self.events) >= count:
+                    return list(self.events)
+            time.sleep(0.01)
+        with self._lock:
+            got = len(self.events)
+        raise TimeoutError(f"expected {count} events within {timeout}s, got {got}")
+
+    def snapshot(self) -> list[Event]:
+        with self._lock:
+            return list(self.events)
+
+    def close(self) -> None:
+        async def stop() -> None:
+            try:
+                await asyncio.wait_for(asyncio.ensure_future(self._component.stop()), 3)
+            except Exception:
+                pass
+
+        try:
+            self._thread.run(stop(), timeout=5)
+        finally:
+            self._thread.close()
+
+
+def backend_call(backend_url: str, procedure: str, *args: Any, timeout: float = 5.0) -> Any:
+    """Call a backend procedure (e.g. the bridge's stats) as the trusted 'topics' principal."""
+    connection = RouterConnection(url=backend_url, authid="topics", ticket=SECRET)
+
+    async def call() -> Any:
+        return await call_backend(connection, procedure, *args, timeout=timeout)
+
+    return asyncio.run(call())

@@ -1,0 +1,76 @@
+"""Bad frames are logged and counted, and the bridge keeps serving the good ones."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import zmq
+
+from bridge import EventSender, SendError
+from tests.support.procs import wait_until
+
+
+def _raw_push(endpoint: str) -> zmq.Socket[bytes]:
+    sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.PUSH)
+    sock.setsockopt(zmq.LINGER, 1000)
+    sock.connect(endpoint)
+    return sock
+
+
+BAD_FRAMES = {
+    "not_json": b"\xff{not json",
+    "not_object": b"[1, 2, 3]",
+    "no_name": json.dumps({"v": 1, "payload": {}}).encode(),
+    "bad_payload": json.dumps({"name": "article.created", "payload": [1]}).encode(),
+    "bad_version": json.dumps({"v": 9, "name": "article.created", "payload": {}}).encode(),
+    "unknown_event": json.dumps({"name": "article.exploded", "payload": {}}).encode(),
+    "missing_field": json.dumps({"name": "chat.announcement", "payload": {"text": "hi"}}).encode(),
+    "bad_field": json.dumps(
+        {"name": "chat.announcement", "payload": {"channel": "a.b", "text": "hi"}}
+    ).encode(),
+    "too_large": json.dumps(
+        {"name": "article.created", "payload": {"x": "y" * (1024 * 1024 + 10)}}
+    ).encode(),
+}
+
+
+def test_each_kind_of_malformed_frame_is_logged_counted_and_survived(bridge, subscribe):
+    subscriber = subscribe("articles")
+    sock = _raw_push(bridge.endpoint)
+    for frame in BAD_FRAMES.values():
+        sock.send(frame)
+    EventSender(bridge.endpoint).send("article.created", {"id": 1, "title": "still here"})
+
+    [event] = subscriber.wait_for(1, timeout=5)
+    assert event.args[0]["title"] == "still here"
+    wait_until(lambda: bridge.stats()["malformed_total"] == len(BAD_FRAMES), 5, "all counted")
+    stats = bridge.stats()
+    assert stats["malformed"] == {reason: 1 for reason in BAD_FRAMES}
+    assert stats["published"] == 1
+    log = bridge.proc.output()
+    for reason in BAD_FRAMES:
+        assert f"dropped malformed frame ({reason})" in log
+    assert "no route for event 'article.exploded'" in log
+    assert "needs payload field 'channel'" in log
+    assert bridge.proc.running()
+    sock.close()
+
+
+def test_sender_refuses_oversized_and_unserialisable_payloads(bridge):
+    sender = EventSender(bridge.endpoint, max_frame_bytes=1000)
+    with pytest.raises(SendError, match="over the bridge limit of 1000"):
+        sender.send("article.created", {"body": "x" * 2000})
+    with pytest.raises(SendError, match="not JSON-serialisable"):
+        sender.send("article.created", {"when": object()})
+
+
+def test_template_fields_route_to_the_right_topic_with_retain(bridge, subscribe):
+    sender = EventSender(bridge.endpoint)
+    sender.send("chat.announcement", {"channel": "lobby", "text": "retained hello"})
+    wait_until(lambda: bridge.stats()["published"] == 1, 5, "published")
+    # Retained: a subscriber that arrives later still gets the last announcement.
+    late = subscribe("chat.lobby", get_retained=True)
+    [event] = late.wait_for(1, timeout=5)
+    assert event.topic == "chat.lobby"
+    assert event.args[0]["text"] == "retained hello"
