@@ -13,6 +13,8 @@ import txaio
 
 txaio.use_asyncio()
 
+import contextlib
+
 from autobahn.asyncio.component import Component  # noqa: E402
 from autobahn.wamp.types import SubscribeOptions  # noqa: E402
 
@@ -122,10 +124,8 @@ class Subscriber:
 
     def close(self) -> None:
         async def stop() -> None:
-            try:
+            with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.ensure_future(self._component.stop()), 3)
-            except Exception:
-                pass
 
         try:
             self._thread.run(stop(), timeout=5)
