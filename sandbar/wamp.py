@@ -7,15 +7,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import txaio
+from autobahn.asyncio.component import Component
+from autobahn.asyncio.wamp import ApplicationSession
+from pydantic import Field, SecretStr, field_validator
 
-txaio.use_asyncio()
-
-from autobahn.asyncio.component import Component  # noqa: E402
-from autobahn.asyncio.wamp import ApplicationSession  # noqa: E402
-from pydantic import Field, SecretStr, field_validator  # noqa: E402
-
-from sandbar.config import StrictModel  # noqa: E402
+from sandbar.config import StrictModel
 
 log = logging.getLogger("sandbar.wamp")
 

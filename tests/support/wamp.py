@@ -3,24 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-import txaio
+from autobahn.asyncio.component import Component
+from autobahn.wamp.types import SubscribeOptions
 
-txaio.use_asyncio()
-
-import contextlib
-
-from autobahn.asyncio.component import Component  # noqa: E402
-from autobahn.wamp.types import SubscribeOptions  # noqa: E402
-
-from sandbar.probe import call_backend  # noqa: E402
-from sandbar.wamp import RouterConnection  # noqa: E402
-from tests.support.procs import SECRET  # noqa: E402
+from sandbar.probe import call_backend
+from sandbar.wamp import RouterConnection
+from tests.support.procs import SECRET
 
 
 @dataclass
