@@ -8,15 +8,14 @@ import json
 import logging
 import os
 import sys
-import urllib.request
 from pathlib import Path
 
 from pydantic import Field
 
 from sandbar.config import ConfigError, StrictModel
+from sandbar.health import bridge_ready, http_ready, topics_ready
 from sandbar.logs import setup_logging
 from sandbar.paths import ROOT, RUN_DIR
-from sandbar.probe import call_backend
 from sandbar.secrets import DEV_VAR, ensure_backend_secret
 from sandbar.service import run_until_signalled
 from sandbar.supervisor import Service, Supervisor
@@ -60,39 +59,22 @@ class UpConfig(StrictModel):
         }
 
 
-def _http_ok(url: str) -> bool:
-    with urllib.request.urlopen(url, timeout=2) as response:
-        return bool(response.status == 200)
-
-
 def build_services(config: UpConfig, secret: str) -> list[Service]:
     bin_dir = Path(sys.executable).parent
     backend = RouterConnection(url=config.backend_url, authid="topics", ticket=secret)
+    router_url = f"http://{config.host}:{config.router_port}/"
+    api_url = f"http://{config.host}:{config.api_port}/healthz"
     env = config.env()
-
-    async def router_ready() -> bool:
-        return await asyncio.to_thread(_http_ok, f"http://{config.host}:{config.router_port}/")
-
-    async def topics_ready() -> bool:
-        return bool(await call_backend(backend, "sandbar.topics.list", timeout=2))
-
-    async def bridge_ready() -> bool:
-        stats = await call_backend(backend, "sandbar.bridge.stats", timeout=2)
-        return bool(stats["connected"])
-
-    async def api_ready() -> bool:
-        return await asyncio.to_thread(_http_ok, f"http://{config.host}:{config.api_port}/healthz")
-
     return [
-        Service("router", [str(bin_dir / "sandbar-router")], env, router_ready),
-        Service("topics", [str(bin_dir / "sandbar-topics")], env, topics_ready),
+        Service("router", [str(bin_dir / "sandbar-router")], env, lambda: http_ready(router_url)),
+        Service("topics", [str(bin_dir / "sandbar-topics")], env, lambda: topics_ready(backend)),
         Service(
             "bridge",
             [str(bin_dir / "sandbar-bridge"), str(config.bridge_config)],
             env,
-            bridge_ready,
+            lambda: bridge_ready(backend),
         ),
-        Service("api", [str(bin_dir / "sandbar-api")], env, api_ready),
+        Service("api", [str(bin_dir / "sandbar-api")], env, lambda: http_ready(api_url)),
     ]
 
 
@@ -127,6 +109,30 @@ def up(config: UpConfig) -> int:
     return exit_code
 
 
+def health(service: str, url: str | None) -> int:
+    """Check one service once; print why it is not ready."""
+    env = os.environ
+    if service in ("router", "api"):
+        default = (
+            "http://127.0.0.1:8080/" if service == "router" else "http://127.0.0.1:5000/healthz"
+        )
+        check = http_ready(url or default)
+    else:
+        backend = RouterConnection(
+            url=url or env.get("SANDBAR_ROUTER_BACKEND_URL", "rs://127.0.0.1:8081"),
+            authid="topics",
+            ticket=ensure_backend_secret(),
+        )
+        check = topics_ready(backend) if service == "topics" else bridge_ready(backend)
+    try:
+        ok = asyncio.run(asyncio.wait_for(check, 5))
+    except Exception as exc:
+        print(f"{service}: not ready ({exc or type(exc).__name__})", file=sys.stderr)
+        return 1
+    print(f"{service}: {'ready' if ok else 'not ready'}")
+    return 0 if ok else 1
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="sandbar", description="Sandbar command line")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -150,9 +156,18 @@ def main(argv: list[str] | None = None) -> None:
             type=type(default),
             help=f"(default: {default})",
         )
+    health_parser = commands.add_parser(
+        "health", help="exit 0 if a service is ready (for container healthchecks)"
+    )
+    health_parser.add_argument("service", choices=["router", "topics", "bridge", "api"])
+    health_parser.add_argument(
+        "--url", help="router http URL, API /healthz URL, or backend rs:// URL"
+    )
     args = parser.parse_args(argv)
     setup_logging()
     try:
+        if args.command == "health":
+            raise SystemExit(health(args.service, args.url))
         config = UpConfig(**{k: v for k, v in vars(args).items() if k != "command"})
         raise SystemExit(up(config))
     except ConfigError as exc:

@@ -12,6 +12,7 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 BIN = Path(sys.executable).parent
 SECRET = "test-backend-secret-0123456789abcdef"
@@ -176,7 +177,7 @@ class Bridge:
         )
         self.proc = Proc("bridge", [str(BIN / "sandbar-bridge"), str(path)], env, workdir)
 
-    def stats(self) -> dict[str, object]:
+    def stats(self) -> dict[str, Any]:
         from tests.support.wamp import backend_call
 
         return dict(backend_call(self.router.backend_url, "sandbar.bridge.stats"))
