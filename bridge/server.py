@@ -53,6 +53,7 @@ class BridgeStats:
     rejected: int = 0
     requeued: int = 0
     connects: int = 0
+    intake_paused: int = 0
     malformed: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self, *, buffered: int, in_flight: int, connected: bool) -> dict[str, Any]:
@@ -62,6 +63,7 @@ class BridgeStats:
             "rejected": self.rejected,
             "requeued": self.requeued,
             "connects": self.connects,
+            "intake_paused": self.intake_paused,
             "malformed": dict(self.malformed),
             "malformed_total": sum(self.malformed.values()),
             "buffered": buffered,
@@ -105,6 +107,7 @@ class Bridge:
     async def receive(self, socket: zmq.asyncio.Socket) -> None:
         while True:
             if not self._room.is_set():
+                self.stats.intake_paused += 1
                 log.warning(
                     "buffer full (%d events waiting for the router): pausing intake; "
                     "senders queue, then fail, until the router is back",

@@ -38,8 +38,12 @@ def subscribe(router: Router) -> Iterator[object]:
     """``subscribe("articles", ...)`` → a started Subscriber; all are closed afterwards."""
     made: list[Subscriber] = []
 
-    def make(*topics: str, url: str | None = None, get_retained: bool = False) -> Subscriber:
-        subscriber = Subscriber(url or router.ws_url, list(topics), get_retained=get_retained)
+    def make(
+        *topics: str, url: str | None = None, get_retained: bool = False, authid: str | None = None
+    ) -> Subscriber:
+        subscriber = Subscriber(
+            url or router.ws_url, list(topics), get_retained=get_retained, authid=authid
+        )
         subscriber.start()
         made.append(subscriber)
         return subscriber

@@ -74,3 +74,26 @@ def test_template_fields_route_to_the_right_topic_with_retain(bridge, subscribe)
     [event] = late.wait_for(1, timeout=5)
     assert event.topic == "chat.lobby"
     assert event.args[0]["text"] == "retained hello"
+
+
+def test_to_authids_route_reaches_only_that_user(bridge, router, subscribe):
+    addressed = subscribe("notifications", url=router.backend_url, authid="topics")
+    bystander = subscribe("notifications", url=router.backend_url, authid="bridge")
+    sender = EventSender(bridge.endpoint)
+    sender.send("user.notified", {"user": "topics", "text": "for you"})
+    sender.send("user.notified", {"user": "somebody-else", "text": "not for you"})
+    sender.send("user.notified", {"text": "no user field"})  # malformed: the route needs it
+
+    [event] = addressed.wait_for(1, timeout=5)
+    assert event.args[0]["text"] == "for you"
+    wait_until(lambda: bridge.stats()["published"] == 2, 5, "both addressed events published")
+    assert bridge.stats()["malformed"] == {"bad_field": 1}
+    assert bystander.snapshot() == []
+    assert [e.args[0]["text"] for e in addressed.snapshot()] == ["for you"]
+
+
+def test_bridge_stops_cleanly_on_sigterm(bridge):
+    assert bridge.proc.stop() == 0
+    log = bridge.proc.output()
+    assert "received SIGTERM, shutting down" in log
+    assert "stopped:" in log

@@ -6,16 +6,20 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from bridge import EventSender
+from bridge import EventSender, SendError
 from tests.support.gate import Gate
 from tests.support.procs import Bridge, Router, wait_until
 from tests.support.wamp import Subscriber
 
 
-def _bridge_config(url: str) -> dict[str, object]:
+def _bridge_config(url: str, **publish: int) -> dict[str, Any]:
     return {
         "zmq": {"bind": "${SANDBAR_BRIDGE_BIND}"},
         "router": {
@@ -25,19 +29,59 @@ def _bridge_config(url: str) -> dict[str, object]:
             "retry_initial_delay": 0.1,
             "retry_max_delay": 0.5,
         },
-        "publish": {"max_in_flight": 16, "buffer_size": 10000},
+        "publish": {"max_in_flight": 16, "buffer_size": 10000, **publish},
         "routes": {"article.created": {"topic": "articles"}},
     }
 
 
-@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
-def test_router_restart_while_sending_loses_nothing_and_keeps_order(tmp_path, how):
+@dataclass
+class GatedStack:
+    """Router, a bridge that reaches it only through a gate, and a direct subscriber."""
+
+    router: Router
+    gate: Gate
+    bridge: Bridge
+    subscriber: Subscriber
+
+    def restart_router(self, how: str = "SIGTERM", while_down: Any = None) -> None:
+        """Restart the router; the bridge may reconnect only once the subscriber is back."""
+        if how == "SIGKILL":
+            os.killpg(self.router.proc.pid, signal.SIGKILL)
+        self.router.stop()
+        self.gate.close()
+        if while_down is not None:
+            while_down()
+        self.router.start()
+        self.subscriber.wait_subscribed(timeout=20, joins=2)
+        self.gate.open()
+
+
+def _start(tmp_path: Path, **publish: int) -> GatedStack:
     router = Router(tmp_path).start()
-    gate = Gate(router.backend_port)  # the bridge reaches the router only through the gate
+    gate = Gate(router.backend_port)
     url = f"rs://127.0.0.1:{gate.port}"
-    bridge = Bridge(tmp_path, router, _bridge_config(url), router_url=url).start()
+    bridge = Bridge(tmp_path, router, _bridge_config(url, **publish), router_url=url).start()
     subscriber = Subscriber(router.ws_url, ["articles"]).start()
-    sender = EventSender(bridge.endpoint)
+    return GatedStack(router, gate, bridge, subscriber)
+
+
+@pytest.fixture
+def gated(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[GatedStack]:
+    stack = _start(tmp_path, **getattr(request, "param", {}))
+    yield stack
+    stack.subscriber.close()
+    stack.bridge.stop()
+    stack.gate.stop()
+    stack.router.stop()
+
+
+def _seqs(subscriber: Subscriber, count: int) -> list[int]:
+    return [event.args[0]["seq"] for event in subscriber.wait_for(count, timeout=30)]
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_router_restart_while_sending_loses_nothing_and_keeps_order(gated, how):
+    sender = EventSender(gated.bridge.endpoint)
     total, sent = 600, []
 
     def send_stream() -> None:
@@ -46,35 +90,54 @@ def test_router_restart_while_sending_loses_nothing_and_keeps_order(tmp_path, ho
             sent.append(seq)
             time.sleep(0.008)
 
-    try:
-        streaming = threading.Thread(target=send_stream)
-        streaming.start()
-        wait_until(lambda: len(subscriber.snapshot()) >= 50, 10, "first events delivered")
+    streaming = threading.Thread(target=send_stream)
+    streaming.start()
+    wait_until(lambda: len(gated.subscriber.snapshot()) >= 50, 10, "first events delivered")
+    gated.restart_router(how)
+    assert len(sent) < total, "the router restart happened while events were being sent"
+    streaming.join(20)
 
-        if how == "SIGKILL":
-            os.killpg(router.proc.pid, signal.SIGKILL)
-        router.stop()
-        gate.close()  # hold the bridge back until the subscriber is subscribed again
-        router.start()
-        subscriber.wait_subscribed(timeout=20, joins=2)
-        assert len(sent) < total, "the router restart happened while events were being sent"
-        gate.open()
+    received = _seqs(gated.subscriber, total)
+    first_seen = list(dict.fromkeys(received))
+    stats = gated.bridge.stats()
+    print(
+        f"\nrouter restart ({how}): sent={total} received={len(received)} "
+        f"unique={len(first_seen)} duplicates={len(received) - len(first_seen)} "
+        f"requeued={stats['requeued']} connects={stats['connects']}"
+    )
+    assert first_seen == list(range(total)), "every event arrives, in the order sent"
+    assert len(received) - len(first_seen) <= 16, "redelivery is bounded by the window"
+    assert stats["connects"] >= 2
 
-        streaming.join(20)
-        events = subscriber.wait_for(total, timeout=30)
-        received = [event.args[0]["seq"] for event in events]
-        first_seen = list(dict.fromkeys(received))
-        stats = bridge.stats()
-        print(
-            f"\nrouter restart ({how}): sent={total} received={len(received)} "
-            f"unique={len(first_seen)} duplicates={len(received) - len(first_seen)} "
-            f"requeued={stats['requeued']} connects={stats['connects']}"
-        )
-        assert first_seen == list(range(total)), "every event arrives, in the order sent"
-        assert len(received) - len(first_seen) <= 16, "redelivery is bounded by the window"
-        assert stats["connects"] >= 2
-    finally:
-        subscriber.close()
-        bridge.stop()
-        gate.stop()
-        router.stop()
+
+@pytest.mark.parametrize("gated", [{"buffer_size": 20}], indirect=True)
+def test_full_buffer_pushes_back_to_senders_and_drops_nothing_accepted(gated):
+    sender = EventSender(gated.bridge.endpoint, queue_size=10)
+    accepted: list[int] = []
+    refusal: list[str] = []
+
+    padding = "x" * 20_000  # big frames fill the kernel's TCP buffers quickly too
+
+    def fill_until_refused() -> None:
+        for seq in range(5000):
+            try:
+                sender.send("article.created", {"seq": seq, "padding": padding})
+            except SendError as exc:
+                refusal.append(str(exc))
+                return
+            accepted.append(seq)
+            time.sleep(0.002)  # let ZeroMQ move frames on to the bridge
+
+    gated.restart_router(while_down=fill_until_refused)
+
+    assert refusal, "a sender learns that the bridge is not accepting more"
+    assert "events are already waiting for the bridge" in refusal[0]
+    received = _seqs(gated.subscriber, len(accepted))
+    print(f"\nbuffer full: accepted={len(accepted)} received={len(received)}")
+    assert list(dict.fromkeys(received)) == accepted, "everything accepted arrives, in order"
+    stats = gated.bridge.stats()
+    assert stats["intake_paused"] >= 1
+    assert (
+        "buffer full (20 events waiting for the router): pausing intake"
+        in gated.bridge.proc.output()
+    )

@@ -37,6 +37,16 @@ class LoopThread:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def close(self) -> None:
+        """Cancel what is still pending on the loop (reconnect timers), then stop it."""
+
+        async def cancel_pending() -> None:
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        with contextlib.suppress(Exception):
+            self.run(cancel_pending(), timeout=5)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(5)
 
@@ -45,25 +55,33 @@ class Subscriber:
     """A browser-like session (anonymous, WebSocket) that stays subscribed across reconnects."""
 
     def __init__(
-        self, url: str, topics: list[str], *, serializer: str = "json", get_retained: bool = False
+        self,
+        url: str,
+        topics: list[str],
+        *,
+        get_retained: bool = False,
+        authid: str | None = None,
     ) -> None:
+        """Anonymous over WebSocket; with ``authid``, a backend principal over rawsocket."""
         self.url, self.topics, self.get_retained = url, topics, get_retained
         self.events: list[Event] = []
         self.joins = 0
         self._lock = threading.Lock()
         self._thread = LoopThread()
+        transport: dict[str, Any] = {
+            "url": url,
+            "max_retries": -1,
+            "initial_retry_delay": 0.1,
+            "max_retry_delay": 0.5,
+            "retry_delay_growth": 1.5,
+        }
+        if url.startswith("rs://"):
+            transport.update(type="rawsocket", serializer="msgpack")
+        else:
+            transport.update(serializers=["json"])
+        authentication = {"ticket": {"authid": authid, "ticket": SECRET}} if authid else None
         self._component = Component(
-            transports=[
-                {
-                    "url": url,
-                    "serializers": [serializer],
-                    "max_retries": -1,
-                    "initial_retry_delay": 0.1,
-                    "max_retry_delay": 0.5,
-                    "retry_delay_growth": 1.5,
-                }
-            ],
-            realm="sandbar",
+            transports=[transport], realm="sandbar", authentication=authentication
         )
         self._component.on("join", self._on_join)
         self._component.on("leave", self._on_leave)
