@@ -7,15 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.procs import Api, Bridge, Router
-from tests.support.wamp import Subscriber
+from tests.support.procs import Api, Bridge, Router, Topics
+from tests.support.wamp import Client, Subscriber
 
 
 @pytest.fixture(scope="session")
 def router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Router]:
-    """One router for the session (it starts in ~3 s); tests that restart it make their own."""
-    router = Router(tmp_path_factory.mktemp("router")).start()
+    """One router and topics service for the session (they start in ~3 s); tests that
+    restart or kill either make their own."""
+    workdir = tmp_path_factory.mktemp("router")
+    router = Router(workdir).start()
+    topics = Topics(workdir, router).start()
     yield router
+    topics.stop()
     router.stop()
 
 
@@ -51,3 +55,17 @@ def subscribe(router: Router) -> Iterator[object]:
     yield make
     for subscriber in made:
         subscriber.close()
+
+
+@pytest.fixture
+def client(router: Router) -> Iterator[object]:
+    """``client()`` → a browser-like session (or a backend one with ``authid=``)."""
+    made: list[Client] = []
+
+    def make(url: str | None = None, authid: str | None = None) -> Client:
+        made.append(Client(url or router.ws_url, authid=authid))
+        return made[-1]
+
+    yield make
+    for each in made:
+        each.close()

@@ -15,7 +15,7 @@ import pytest
 
 from bridge import EventSender, SendError
 from tests.support.gate import Gate
-from tests.support.procs import Bridge, Router, wait_until
+from tests.support.procs import Bridge, Router, Topics, wait_until
 from tests.support.wamp import Subscriber
 
 
@@ -39,6 +39,7 @@ class GatedStack:
     """Router, a bridge that reaches it only through a gate, and a direct subscriber."""
 
     router: Router
+    topics: Topics
     gate: Gate
     bridge: Bridge
     subscriber: Subscriber
@@ -58,11 +59,12 @@ class GatedStack:
 
 def _start(tmp_path: Path, **publish: int) -> GatedStack:
     router = Router(tmp_path).start()
+    topics = Topics(tmp_path, router).start()
     gate = Gate(router.backend_port)
     url = f"rs://127.0.0.1:{gate.port}"
     bridge = Bridge(tmp_path, router, _bridge_config(url, **publish), router_url=url).start()
     subscriber = Subscriber(router.ws_url, ["articles"]).start()
-    return GatedStack(router, gate, bridge, subscriber)
+    return GatedStack(router, topics, gate, bridge, subscriber)
 
 
 @pytest.fixture
@@ -72,6 +74,7 @@ def gated(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[GatedStack
     stack.subscriber.close()
     stack.bridge.stop()
     stack.gate.stop()
+    stack.topics.stop()
     stack.router.stop()
 
 

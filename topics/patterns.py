@@ -22,6 +22,10 @@ CONVERTERS: dict[str, tuple[str, Callable[[str], Any]]] = {
 }
 
 
+#: Longer URIs never match: nothing legitimate needs them, and they cost every lookup.
+MAX_URI_LENGTH = 512
+
+
 class PatternError(ValueError):
     """A pattern that cannot be compiled; the message quotes it."""
 
@@ -76,8 +80,25 @@ class TopicPattern:
             raise PatternError(f"topic pattern '{source}': URIs under 'wamp.' belong to the router")
         return cls(source, tuple(parts))
 
+    @classmethod
+    def compile_literal(cls, source: str, *, allow_empty: bool) -> TopicPattern:
+        """A parameterless URI for prefix (``chat``) or wildcard (``chat..messages``) topics."""
+        parts = source.split(".")
+        for raw in parts:
+            if raw == "" and allow_empty:
+                continue
+            try:
+                check_name(raw, "URI part")
+            except ValueError as exc:
+                raise PatternError(f"topic pattern '{source}': {exc}") from None
+        if not any(parts):
+            raise PatternError(f"topic pattern {source!r} must name at least one URI part")
+        return cls(source, tuple(parts))
+
     def match(self, uri: str) -> dict[str, Any] | None:
         """The parameters if ``uri`` matches this pattern, else None."""
+        if len(uri) > MAX_URI_LENGTH:
+            return None
         components = uri.split(".")
         if len(components) != len(self.parts):
             return None

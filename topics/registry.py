@@ -12,45 +12,101 @@ another router under a prefix, like a Flask blueprint.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from topics.patterns import PatternError, TopicPattern
+from topics.session import Runtime
 
 H = TypeVar("H")
+Match = Literal["exact", "prefix", "wildcard"]
+
+#: Hooks a topic may define; a plain function handler is its ``on_subscribe``.
+HOOKS = ("on_subscribe", "on_subscribed", "on_unsubscribe", "on_publish", "can_publish")
+#: Namespaces that are not the app's: the router's meta API, Sandbar's backend
+#: procedures, and the public ``explain.*`` helpers.
+RESERVED = ("wamp", "sandbar", "explain")
 
 
 @dataclass(frozen=True)
 class Topic:
     pattern: TopicPattern
     handler: Any
+    match: Match = "exact"
+    client_publish: bool = False
 
     @property
     def name(self) -> str:
         return self.pattern.source
 
+    @property
+    def event_name(self) -> str:
+        """The ``name`` subscribers see on events from ``on_publish`` (``event_name`` attribute)."""
+        return str(getattr(self.handler, "event_name", "message"))
+
+    def hook(self, name: str) -> Callable[..., Any] | None:
+        if (
+            not isinstance(self.handler, type)
+            and callable(self.handler)
+            and not hasattr(self.handler, name)
+        ):
+            return self.handler if name == "on_subscribe" else None
+        hook = getattr(self.handler, name, None)
+        return hook if callable(hook) else None
+
+    @property
+    def handles_publish(self) -> bool:
+        return self.hook("on_publish") is not None
+
 
 class TopicRouter:
     def __init__(self) -> None:
-        self._topics: dict[str, Topic] = {}
+        self._topics: dict[tuple[str, Match], Topic] = {}
         self._frozen_reason: str | None = None
+        self._runtime: Runtime | None = None
+        self._parent: TopicRouter | None = None
 
-    def add_topic(self, pattern: str, handler: Any) -> Topic:
-        """Declare ``pattern``; a class handler is instantiated once, here."""
+    # -- declaring ------------------------------------------------------------
+
+    def add_topic(
+        self,
+        pattern: str,
+        handler: Any = None,
+        *,
+        match: Match = "exact",
+        client_publish: bool = False,
+    ) -> Topic:
+        """Declare ``pattern``. A class handler is instantiated once, here.
+
+        ``match="prefix"`` or ``"wildcard"`` lets browsers make that kind of pattern
+        subscription to exactly this (literal) URI; any other is denied.
+        ``client_publish=True`` lets clients publish directly (router fan-out),
+        checked by the optional ``can_publish(session, **params)``.
+        """
         self._check_open(pattern)
-        compiled = TopicPattern.compile(pattern)
-        if pattern in self._topics:
+        compiled = _compile(pattern, match)
+        if compiled.source.split(".")[0] in RESERVED:
+            raise PatternError(
+                f"topic pattern '{pattern}': the '{compiled.source.split('.')[0]}.' namespace is "
+                f"reserved ({', '.join(RESERVED)}); choose another first part"
+            )
+        if (pattern, match) in self._topics:
             raise PatternError(f"topic pattern '{pattern}' is already declared")
-        topic = Topic(compiled, handler() if isinstance(handler, type) else handler)
-        self._topics[pattern] = topic
+        instance = handler() if isinstance(handler, type) else handler
+        topic = Topic(compiled, instance, match, client_publish)
+        _check_hooks(topic)
+        self._topics[(pattern, match)] = topic
         return topic
 
-    def topic(self, pattern: str) -> Callable[[H], H]:
+    def topic(
+        self, pattern: str, *, match: Match = "exact", client_publish: bool = False
+    ) -> Callable[[H], H]:
         """Decorator form of :meth:`add_topic`; returns the class or function unchanged."""
 
         def decorate(handler: H) -> H:
-            self.add_topic(pattern, handler)
+            self.add_topic(pattern, handler, match=match, client_publish=client_publish)
             return handler
 
         return decorate
@@ -59,18 +115,74 @@ class TopicRouter:
         """Declare every topic of ``other`` here, each pattern under ``prefix``."""
         for topic in other:
             source = f"{prefix}.{topic.pattern.source}" if prefix else topic.pattern.source
-            self.add_topic(source, topic.handler)
+            self.add_topic(
+                source, topic.handler, match=topic.match, client_publish=topic.client_publish
+            )
+        other._parent = self
 
-    def match(self, uri: str) -> tuple[Topic, dict[str, Any]] | None:
-        """The first declared topic matching ``uri`` (exact patterns win) and its parameters."""
-        for topic in sorted(self._topics.values(), key=lambda t: not t.pattern.is_exact):
+    # -- looking up ---------------------------------------------------------------
+
+    def match(self, uri: str, match: Match = "exact") -> tuple[Topic, dict[str, Any]] | None:
+        """The topic for ``uri`` (exact patterns win over parameterised ones) and its params."""
+        if match != "exact":
+            topic = self._topics.get((uri, match))
+            return (topic, {}) if topic is not None else None
+        candidates = [t for (_, m), t in self._topics.items() if m == "exact"]
+        for topic in sorted(candidates, key=lambda t: not t.pattern.is_exact):
             params = topic.pattern.match(uri)
             if params is not None:
                 return topic, params
         return None
 
+    def __iter__(self) -> Iterator[Topic]:
+        return iter(list(self._topics.values()))
+
+    def __len__(self) -> int:
+        return len(self._topics)
+
+    # -- running ---------------------------------------------------------------------
+
     def freeze(self, reason: str = "the topics service is running") -> None:
         self._frozen_reason = reason
+
+    def bind(self, runtime: Runtime | None) -> None:
+        """Called by the service: from now on :meth:`publish` sends through the router."""
+        self._runtime = runtime
+
+    def publish(
+        self,
+        uri: str,
+        payload: Any,
+        *,
+        name: str = "message",
+        sessions: list[int] | None = None,
+        authids: list[str] | None = None,
+        exclude_sessions: list[int] | None = None,
+        exclude_authids: list[str] | None = None,
+    ) -> asyncio.Future[int | None]:
+        """Send an event on ``uri``: to everyone, to some sessions or authids (all tabs of
+        a user), or to all but some. Returns a future of the publication id."""
+        return self._running().publish(
+            uri,
+            payload,
+            name=name,
+            sessions=sessions,
+            authids=authids,
+            exclude_sessions=exclude_sessions,
+            exclude_authids=exclude_authids,
+        )
+
+    async def subscriber_count(self, uri: str) -> int:
+        """How many sessions are subscribed to ``uri`` now (the router's count)."""
+        return await self._running().subscriber_count(uri)
+
+    def _running(self) -> Runtime:
+        router = self
+        while router._runtime is None and router._parent is not None:
+            router = router._parent
+        if router._runtime is None:
+            raise RuntimeError("topics can send only while the topics service is running")
+        return router._runtime
 
     def _check_open(self, pattern: str) -> None:
         if self._frozen_reason is not None:
@@ -78,8 +190,23 @@ class TopicRouter:
                 f"cannot declare '{pattern}': {self._frozen_reason}; declare topics at import time"
             )
 
-    def __iter__(self) -> Iterator[Topic]:
-        return iter(list(self._topics.values()))
 
-    def __len__(self) -> int:
-        return len(self._topics)
+def _compile(pattern: str, match: Match) -> TopicPattern:
+    if match == "exact":
+        return TopicPattern.compile(pattern)
+    if match not in ("prefix", "wildcard"):
+        raise PatternError(f"topic pattern '{pattern}': match must be exact, prefix or wildcard")
+    return TopicPattern.compile_literal(pattern, allow_empty=match == "wildcard")
+
+
+def _check_hooks(topic: Topic) -> None:
+    name = topic.pattern.source
+    if topic.client_publish and topic.handles_publish:
+        raise PatternError(
+            f"topic '{name}': on_publish and client_publish=True exclude each other; "
+            "handled messages go through on_publish, direct ones through can_publish"
+        )
+    if topic.hook("can_publish") and not topic.client_publish:
+        raise PatternError(f"topic '{name}': can_publish needs client_publish=True")
+    if topic.match != "exact" and (topic.handles_publish or topic.client_publish):
+        raise PatternError(f"topic '{name}': a {topic.match} topic is for subscribing only")

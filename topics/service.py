@@ -1,36 +1,58 @@
-"""The topics service: a backend WAMP session that serves the declared topics.
+"""The topics service: a backend WAMP session that enforces and serves the declared topics.
 
-This first version connects, announces what is declared and answers
-``sandbar.topics.list``; subscription decisions come with the authorizer.
+It registers, shared with any other replicas (round-robin):
+  * ``sandbar.authorize``  the dynamic authorizer of the browser role;
+  * each handled topic URI as a procedure: ``session.call(uri, [payload])`` runs
+    ``on_publish`` and publishes the result;
+  * ``explain.subscribe``  tells a client why a subscription was denied.
+One replica at a time (the one holding ``sandbar.topics.leader``) runs the
+lifecycle hooks ``on_subscribed`` / ``on_unsubscribe`` from the router's meta
+events, so a welcome is sent once however many replicas run.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import logging
 import os
 import sys
 from typing import Any
 
+from autobahn.wamp.exception import ApplicationError
+from autobahn.wamp.types import CallDetails, PublishOptions, RegisterOptions
 from pydantic import field_validator
 
+from bridge.envelope import Envelope
 from sandbar.config import ConfigError, StrictModel
 from sandbar.logs import setup_logging
 from sandbar.secrets import ensure_backend_secret
 from sandbar.service import run_until_signalled
 from sandbar.wamp import ApplicationSession, RouterConnection, make_component
+from topics.authorizer import EXPLAIN_PROCEDURE, Authorizer, Decision
+from topics.directory import SessionDirectory
+from topics.handlers import HandlerFailed, Reject, call_hook
 from topics.registry import TopicRouter
+from topics.session import Session, SessionInfo
 
 log = logging.getLogger("sandbar.topics")
 
 DEFAULT_APP = "topics.examples:topics"
+AUTHORIZE = "sandbar.authorize"
+LEADER = "sandbar.topics.leader"
+LIST = "sandbar.topics.list"
+
+ERROR_REJECTED = "sandbar.error.rejected"
+ERROR_INVALID = "sandbar.error.invalid_argument"
+ERROR_INTERNAL = "sandbar.error.internal"
 
 
 class TopicsConfig(StrictModel):
     router: RouterConnection
     app: str = DEFAULT_APP
+    leader_retry: float = 1.0
 
     @field_validator("app")
     @classmethod
@@ -52,21 +74,238 @@ def load_router(spec: str) -> TopicRouter:
     return router
 
 
+def procedure_uris(topics: TopicRouter) -> dict[str, str]:
+    """WAMP registrations for the handled topics: URI → match (params become wildcards)."""
+    uris: dict[str, str] = {}
+    for topic in topics:
+        if topic.handles_publish:
+            parts = ["" if not isinstance(p, str) else p for p in topic.pattern.parts]
+            uri = ".".join(parts)
+            uris[uri] = "exact" if topic.pattern.is_exact else "wildcard"
+    return uris
+
+
 class TopicsService:
-    def __init__(self, config: TopicsConfig, router: TopicRouter) -> None:
+    def __init__(self, config: TopicsConfig, topics: TopicRouter) -> None:
         self.config = config
-        self.topics = router
-        router.freeze()
+        self.topics = topics
+        topics.freeze()
+        self.authorizer = Authorizer(topics, self)
+        self.sessions = SessionDirectory()
+        self.subscriptions: dict[int, tuple[str, str]] = {}
+        self.wamp: ApplicationSession | None = None
+        self.is_leader = False
+        self._campaign: asyncio.Task[None] | None = None
+
+    # -- sending ------------------------------------------------------------------
+
+    def publish(
+        self,
+        uri: str,
+        payload: Any,
+        *,
+        name: str = "message",
+        sessions: list[int] | None = None,
+        authids: list[str] | None = None,
+        exclude_sessions: list[int] | None = None,
+        exclude_authids: list[str] | None = None,
+    ) -> asyncio.Future[int | None]:
+        options = PublishOptions(
+            acknowledge=True,
+            eligible=sessions,
+            eligible_authid=authids,
+            exclude=exclude_sessions,
+            exclude_authid=exclude_authids,
+        )
+        future = asyncio.ensure_future(self._publish(uri, payload, name, options))
+        future.add_done_callback(_log_failure(uri))
+        return future
+
+    async def _publish(
+        self, uri: str, payload: Any, name: str, options: PublishOptions
+    ) -> int | None:
+        wamp = self.wamp
+        if wamp is None or not wamp.is_attached():
+            raise RuntimeError(f"cannot publish to '{uri}': not connected to the router")
+        meta = Envelope(name=name, payload={}).meta()
+        publication = await wamp.publish(uri, payload, options=options, **meta)
+        return publication.id if publication is not None else None
+
+    # -- procedures ---------------------------------------------------------------------
+
+    async def authorize(
+        self, details: dict[str, Any], uri: str, action: str, options: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The router's dynamic authorizer. Fails closed: any error denies."""
+        try:
+            info = SessionInfo.from_details(details)
+            self.sessions.remember(info)
+            decision = await self.authorizer.authorize(info, uri, action, options)
+        except Exception:
+            log.exception("authorizer failed for %s '%s'; denying", action, uri)
+            decision = Decision(False, "authorizer error")
+        if not decision.allow:
+            log.info(
+                "denied %s '%s' to session %s (%s): %s",
+                action,
+                uri,
+                details.get("session"),
+                details.get("authid"),
+                decision.reason,
+            )
+        return decision.for_router()
+
+    async def explain(self, uri: str, details: CallDetails) -> dict[str, Any]:
+        """Why a subscription to ``uri`` is denied to the caller (``None`` if it is allowed)."""
+        caller = int(details.caller or 0)
+        reason = self.authorizer.explain(caller, uri)
+        if reason is not None:
+            return {"uri": uri, "allowed": False, "reason": reason}
+        decision = await self.authorizer.authorize(
+            await self.sessions.get(caller), uri, "subscribe"
+        )
+        return {"uri": uri, "allowed": decision.allow, "reason": decision.reason}
+
+    async def handled_publish(self, *args: Any, details: CallDetails, **kwargs: Any) -> int | None:
+        """``session.call(topic_uri, [payload])``: on_publish decides, then everyone gets it."""
+        uri = str(details.procedure)
+        found = self.topics.match(uri)
+        if found is None or not found[0].handles_publish:
+            raise ApplicationError(
+                ApplicationError.NO_SUCH_PROCEDURE, f"no topic '{uri}' takes messages"
+            )
+        topic, params = found
+        if len(args) != 1 or kwargs:
+            raise ApplicationError(
+                ERROR_INVALID,
+                f"call '{uri}' with exactly one argument, the "
+                "message: session.call(uri, [payload])",
+            )
+        info = await self.sessions.get(int(details.caller or 0))
+        session = Session.bind(info, uri, self)
+        hook = topic.hook("on_publish")
+        assert hook is not None
+        where = f"on_publish of topic '{topic.name}' for '{uri}' (session {info.id}, authid {info.authid})"
+        try:
+            payload = await call_hook(hook, session, args[0], where=where, **params)
+        except Reject as exc:
+            raise ApplicationError(ERROR_REJECTED, exc.reason) from None
+        except HandlerFailed:
+            raise ApplicationError(
+                ERROR_INTERNAL, f"internal error in topic '{topic.name}' (logged)"
+            ) from None
+        return await self.publish(uri, payload, name=topic.event_name)
 
     def describe(self) -> list[str]:
         return [topic.name for topic in self.topics]
 
+    # -- lifecycle hooks (leader only) ----------------------------------------------------
+
+    async def on_subscription_created(self, session_id: int, details: dict[str, Any]) -> None:
+        self.subscriptions[int(details["id"])] = (str(details["uri"]), str(details["match"]))
+
+    async def on_subscribed(self, session_id: int, subscription_id: int) -> None:
+        await self._lifecycle("on_subscribed", session_id, subscription_id)
+
+    async def on_unsubscribed(self, session_id: int, subscription_id: int) -> None:
+        await self._lifecycle("on_unsubscribe", session_id, subscription_id)
+
+    async def on_subscription_deleted(self, session_id: int, subscription_id: int) -> None:
+        asyncio.get_running_loop().call_later(10, self.subscriptions.pop, subscription_id, None)
+
+    async def on_session_left(self, session_id: int, *_: Any) -> None:
+        self.sessions.left(session_id)
+
+    async def _lifecycle(self, hook_name: str, session_id: int, subscription_id: int) -> None:
+        where_known = self.subscriptions.get(subscription_id)  # before any await: may be deleted
+        if not self.is_leader:
+            return
+        if where_known is None:
+            where_known = await self._lookup_subscription(subscription_id)
+            if where_known is None:
+                return
+        uri, match = where_known
+        found = self.topics.match(uri, match)  # type: ignore[arg-type]
+        if found is None:
+            return
+        topic, params = found
+        hook = topic.hook(hook_name)
+        if hook is None:
+            return
+        info = await self.sessions.get(session_id)
+        session = Session.bind(info, uri, self)
+        where = f"{hook_name} of topic '{topic.name}' for '{uri}' (session {session_id}, authid {info.authid})"
+        with contextlib.suppress(Reject, HandlerFailed):
+            await call_hook(hook, session, where=where, **params)
+
+    async def _lookup_subscription(self, subscription_id: int) -> tuple[str, str] | None:
+        if self.wamp is None:
+            return None
+        try:
+            details = await self.wamp.call("wamp.subscription.get", subscription_id)
+        except ApplicationError:
+            return None
+        return (str(details["uri"]), str(details["match"])) if details else None
+
+    async def subscriber_count(self, uri: str) -> int:
+        """How many sessions are subscribed to ``uri`` right now (asks the router)."""
+        if self.wamp is None:
+            return 0
+        subscription_id = await self.wamp.call("wamp.subscription.lookup", uri)
+        if subscription_id is None:
+            return 0
+        return int(await self.wamp.call("wamp.subscription.count_subscribers", subscription_id))
+
+    # -- session ------------------------------------------------------------------------
+
     async def on_join(self, session: ApplicationSession, details: Any) -> None:
-        await session.register(self.describe, "sandbar.topics.list")
+        self.wamp = session
+        self.topics.bind(self)
+        self.sessions.lookup = lambda session_id: session.call("wamp.session.get", session_id)
+        shared = RegisterOptions(invoke="roundrobin")
+        with_details = RegisterOptions(invoke="roundrobin", details_arg="details")
+        await session.register(self.authorize, AUTHORIZE, options=shared)
+        await session.register(self.explain, EXPLAIN_PROCEDURE, options=with_details)
+        await session.register(self.describe, LIST, options=shared)
+        for uri, match in procedure_uris(self.topics).items():
+            await session.register(
+                self.handled_publish,
+                uri,
+                options=RegisterOptions(match=match, invoke="roundrobin", details_arg="details"),
+            )
+        await session.subscribe(self.on_subscription_created, "wamp.subscription.on_create")
+        await session.subscribe(self.on_subscribed, "wamp.subscription.on_subscribe")
+        await session.subscribe(self.on_unsubscribed, "wamp.subscription.on_unsubscribe")
+        await session.subscribe(self.on_subscription_deleted, "wamp.subscription.on_delete")
+        await session.subscribe(self.on_session_left, "wamp.session.on_leave")
+        self._campaign = asyncio.ensure_future(self._campaign_for_leader(session))
         log.info("serving %d topics: %s", len(self.topics), ", ".join(self.describe()))
 
+    def on_leave(self, session: ApplicationSession, details: Any) -> None:
+        self.wamp = None
+        self.is_leader = False
+        self.topics.bind(None)
+        if self._campaign is not None:
+            self._campaign.cancel()
+        log.warning(
+            "router connection lost (%s); browsers are denied until it is back",
+            getattr(details, "reason", details),
+        )
+
+    async def _campaign_for_leader(self, session: ApplicationSession) -> None:
+        """Hold ``sandbar.topics.leader`` (a single registration); retry while another does."""
+        while session.is_attached():
+            try:
+                await session.register(lambda: True, LEADER)
+            except ApplicationError:
+                await asyncio.sleep(self.config.leader_retry)
+                continue
+            self.is_leader = True
+            log.info("this replica runs the lifecycle hooks (leader)")
+            return
+
     async def run(self, stop: asyncio.Event) -> None:
-        component = make_component(self.config.router, on_join=self.on_join)
+        component = make_component(self.config.router, on_join=self.on_join, on_leave=self.on_leave)
         task = asyncio.ensure_future(component.start(asyncio.get_running_loop()))
         await stop.wait()
         try:
@@ -76,6 +315,14 @@ class TopicsService:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         log.info("stopped")
+
+
+def _log_failure(uri: str) -> Any:
+    def check(future: asyncio.Future[Any]) -> None:
+        if not future.cancelled() and future.exception() is not None:
+            log.error("publish to '%s' failed: %s", uri, future.exception())
+
+    return check
 
 
 def run(config: TopicsConfig) -> None:
@@ -94,13 +341,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--router-url", default=env.get("SANDBAR_ROUTER_BACKEND_URL", "rs://127.0.0.1:8081")
     )
+    parser.add_argument(
+        "--retry-max-delay",
+        type=float,
+        default=5.0,
+        help="cap in seconds of the reconnect backoff (default: 5)",
+    )
     args = parser.parse_args(argv)
     setup_logging()
     try:
         secret = ensure_backend_secret()
         config = TopicsConfig(
             app=args.app,
-            router=RouterConnection(url=args.router_url, authid="topics", ticket=secret),
+            router=RouterConnection(
+                url=args.router_url,
+                authid="topics",
+                ticket=secret,
+                retry_max_delay=args.retry_max_delay,
+                retry_initial_delay=min(0.25, args.retry_max_delay),
+            ),
         )
         run(config)
     except (ConfigError, ValueError) as exc:

@@ -212,3 +212,45 @@ class Api:
 
     def stop(self) -> None:
         self.proc.stop()
+
+
+class Topics:
+    """A real topics service (a replica) serving ``app``, reconnecting fast for tests."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        router: Router,
+        app: str = "tests.topics_app:topics",
+        name: str = "topics",
+    ) -> None:
+        self.router = router
+        env = base_env(PYTHONPATH=str(ROOT))
+        argv = [
+            str(BIN / "sandbar-topics"),
+            "--app",
+            app,
+            "--router-url",
+            router.backend_url,
+            "--retry-max-delay",
+            "0.5",
+        ]
+        self.proc = Proc(name, argv, env, workdir)
+        self._joins_seen = 0
+
+    def joins(self) -> int:
+        return self.proc.output().count("serving ")
+
+    def start(self, timeout: float = 20.0) -> Topics:
+        before = self.joins()
+        if not self.proc.running():
+            self.proc.start()
+        wait_until(lambda: self.joins() > before, timeout, f"{self.proc.name} joined", 0.05)
+        return self
+
+    def wait_rejoined(self, timeout: float = 20.0) -> None:
+        before = self.joins()
+        wait_until(lambda: self.joins() > before, timeout, f"{self.proc.name} rejoined", 0.05)
+
+    def stop(self) -> None:
+        self.proc.stop()

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from autobahn.asyncio.component import Component
-from autobahn.wamp.types import SubscribeOptions
+from autobahn.wamp.exception import ApplicationError
+from autobahn.wamp.types import PublishOptions, SubscribeOptions
 
 from sandbar.probe import call_backend
 from sandbar.wamp import RouterConnection
@@ -90,7 +91,15 @@ class Subscriber:
     async def _on_join(self, session: Any, details: Any) -> None:
         for topic in self.topics:
             options = SubscribeOptions(get_retained=self.get_retained)
-            await session.subscribe(self._collector(topic), topic, options=options)
+            # Right after a router restart the authorizer may not be registered yet.
+            for attempt in range(200):
+                try:
+                    await session.subscribe(self._collector(topic), topic, options=options)
+                    break
+                except ApplicationError as exc:
+                    if exc.error != "wamp.error.authorization_failed" or attempt == 199:
+                        raise
+                    await asyncio.sleep(0.1)
         self.joins += 1
         self._subscribed.set()
 
@@ -154,3 +163,71 @@ def backend_call(backend_url: str, procedure: str, *args: Any, timeout: float = 
         return await call_backend(connection, procedure, *args, timeout=timeout)
 
     return asyncio.run(call())
+
+
+class Client:
+    """One plain session for trying things (subscribe, call, publish) and seeing the answer."""
+
+    def __init__(self, url: str, *, authid: str | None = None) -> None:
+        self._thread = LoopThread()
+        self.events: list[Event] = []
+        transport: dict[str, Any] = {"url": url, "max_retries": 0}
+        if url.startswith("rs://"):
+            transport.update(type="rawsocket", serializer="msgpack")
+        else:
+            transport.update(serializers=["json"])
+        authentication = {"ticket": {"authid": authid, "ticket": SECRET}} if authid else None
+        self._component = Component(
+            transports=[transport], realm="sandbar", authentication=authentication
+        )
+        self._joined: asyncio.Future[Any] = self._thread.loop.create_future()
+        self._component.on("join", self._on_join)
+        self._thread.loop.call_soon_threadsafe(self._component.start, self._thread.loop)
+        self.session = self._thread.run(self._wait_joined(), timeout=15)
+
+    async def _on_join(self, session: Any, details: Any) -> None:
+        if not self._joined.done():
+            self._joined.set_result(session)
+
+    async def _wait_joined(self) -> Any:
+        return await asyncio.wait_for(self._joined, 15)
+
+    @property
+    def id(self) -> int:
+        return int(self.session.session_id)
+
+    def subscribe(self, uri: str, *, match: str | None = None) -> None:
+        """Subscribe (events land in ``self.events``); raises ApplicationError when denied."""
+
+        def on_event(*args: Any, **kwargs: Any) -> None:
+            self.events.append(Event(uri, args, kwargs))
+
+        options = SubscribeOptions(match=match) if match else None
+        self._thread.run(self.session.subscribe(on_event, uri, options=options))
+
+    def call(self, uri: str, *args: Any) -> Any:
+        return self._thread.run(self.session.call(uri, *args))
+
+    def publish(self, uri: str, *args: Any) -> Any:
+        """An acknowledged publish; raises ApplicationError when refused."""
+        options = PublishOptions(acknowledge=True)
+        return self._thread.run(self.session.publish(uri, *args, options=options))
+
+    def wait_for(self, count: int, timeout: float = 5.0, name: str | None = None) -> list[Event]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = [e for e in self.events if name is None or e.kwargs.get("name") == name]
+            if len(got) >= count:
+                return got
+            time.sleep(0.01)
+        raise TimeoutError(f"expected {count} events named {name}, got {self.events}")
+
+    def close(self) -> None:
+        async def stop() -> None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.ensure_future(self._component.stop()), 3)
+
+        try:
+            self._thread.run(stop(), timeout=5)
+        finally:
+            self._thread.close()

@@ -1,0 +1,44 @@
+"""The topics the tests run: the shipped examples plus a few that exercise edge cases."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from topics.examples import topics as examples
+from topics.handlers import Reject
+from topics.registry import TopicRouter
+from topics.session import Session
+
+topics = TopicRouter()
+topics.include(examples)
+
+
+@topics.topic("boom.{x}")
+class Boom:
+    """Every hook raises: the service must contain it."""
+
+    def on_subscribe(self, session: Session, x: str) -> None:
+        raise RuntimeError("subscribe hook exploded")
+
+    def on_publish(self, session: Session, payload: Any, x: str) -> Any:
+        raise RuntimeError("publish hook exploded")
+
+
+@topics.topic("feed", match="prefix")
+class Feed:
+    """The one topic that explicitly allows a prefix subscription ("feed" + anything)."""
+
+
+@topics.topic("cursor.{room}", client_publish=True)
+class Cursor:
+    """Clients publish directly (router fan-out), but only in rooms not marked read-only."""
+
+    def can_publish(self, session: Session, room: str) -> None:
+        if room.startswith("readonly"):
+            raise Reject("this room is read-only")
+
+
+@topics.topic("whisper.{room}")
+def whisper(session: Session, room: str) -> bool:
+    """A plain function handler is on_subscribe: allow only room 'open'."""
+    return room == "open"

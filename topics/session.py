@@ -1,0 +1,89 @@
+"""What topic code receives as ``session``: who the client is, and how to answer it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+class Runtime(Protocol):
+    """What a running topics service offers topic code."""
+
+    def publish(
+        self,
+        uri: str,
+        payload: Any,
+        *,
+        name: str = "message",
+        sessions: list[int] | None = None,
+        authids: list[str] | None = None,
+        exclude_sessions: list[int] | None = None,
+        exclude_authids: list[str] | None = None,
+    ) -> asyncio.Future[int | None]: ...
+
+    async def subscriber_count(self, uri: str) -> int: ...
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """The client's identity as the router knows it."""
+
+    id: int
+    authid: str | None = None
+    authrole: str | None = None
+    authmethod: str | None = None
+    authprovider: str | None = None
+    authextra: Mapping[str, Any] = field(default_factory=dict)
+    transport: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_details(cls, details: Mapping[str, Any]) -> SessionInfo:
+        """From the session details the router passes to the authorizer or ``wamp.session.get``."""
+        return cls(
+            id=int(details["session"]),
+            authid=details.get("authid"),
+            authrole=details.get("authrole"),
+            authmethod=details.get("authmethod"),
+            authprovider=details.get("authprovider"),
+            authextra=details.get("authextra") or {},
+            transport=details.get("transport") or {},
+        )
+
+
+@dataclass(frozen=True)
+class Session(SessionInfo):
+    """A client seen from one topic (``uri``): ``send`` answers it alone, ``publish`` tells all.
+
+    Both schedule the event at once and return a future, so sync handlers may call
+    them without awaiting.
+    """
+
+    uri: str = ""
+    runtime: Runtime | None = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def bind(cls, info: SessionInfo, uri: str, runtime: Runtime | None) -> Session:
+        fields = {name: getattr(info, name) for name in SessionInfo.__dataclass_fields__}
+        return cls(**fields, uri=uri, runtime=runtime)
+
+    def send(self, payload: Any, *, name: str = "message") -> asyncio.Future[int | None]:
+        """Send to this session only, on this topic (a welcome, a private answer)."""
+        return self._runtime().publish(self.uri, payload, name=name, sessions=[self.id])
+
+    def publish(
+        self, payload: Any, *, name: str = "message", exclude_me: bool = False
+    ) -> asyncio.Future[int | None]:
+        """Send to every subscriber of this topic, optionally not to this session."""
+        exclude = [self.id] if exclude_me else None
+        return self._runtime().publish(self.uri, payload, name=name, exclude_sessions=exclude)
+
+    async def subscriber_count(self) -> int:
+        """How many sessions are subscribed to this topic now (the router's count)."""
+        return await self._runtime().subscriber_count(self.uri)
+
+    def _runtime(self) -> Runtime:
+        if self.runtime is None:
+            raise RuntimeError("this session is not bound to a running topics service")
+        return self.runtime
