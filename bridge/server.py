@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import itertools
 import logging
 import sys
@@ -32,7 +31,7 @@ from sandbar.config import ConfigError
 from sandbar.logs import setup_logging
 from sandbar.secrets import ensure_backend_secret
 from sandbar.service import run_until_signalled
-from sandbar.wamp import ApplicationSession, make_component
+from sandbar.wamp import ApplicationSession, make_component, stop_component
 
 log = logging.getLogger("sandbar.bridge")
 
@@ -253,11 +252,11 @@ class Bridge:
                 stats["buffered"],
                 stats["in_flight"],
             )
-        with contextlib.suppress(Exception):  # already gone
-            await asyncio.wait_for(asyncio.ensure_future(component.stop()), timeout=3)
-        for task in tasks:
+        receive, pump, connection = tasks
+        await stop_component(component, connection)
+        for task in (receive, pump):
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(receive, pump, return_exceptions=True)
         log.info("stopped: %s", stats)
 
     async def _drain(self) -> None:

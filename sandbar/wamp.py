@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
@@ -78,3 +80,18 @@ def make_component(
     if on_leave is not None:
         component.on("leave", on_leave)
     return component
+
+
+async def stop_component(
+    component: Component, running: asyncio.Future[Any], timeout: float = 5
+) -> None:
+    """Leave the realm and let the component finish (cancelling it mid-way makes Autobahn
+    log spurious tracebacks)."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(asyncio.ensure_future(component.stop()), timeout)
+    try:
+        await asyncio.wait_for(asyncio.shield(running), timeout)
+    except Exception as exc:  # not connected, or it ended with an error: either way it is over
+        log.debug("component ended: %r", exc)
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)

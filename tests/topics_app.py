@@ -42,3 +42,20 @@ class Cursor:
 def whisper(session: Session, room: str) -> bool:
     """A plain function handler is on_subscribe: allow only room 'open'."""
     return room == "open"
+
+
+@topics.topic("relay.{mode}")
+class Relay:
+    """Topic code addressing events: to an authid (all its tabs), to sessions, to all but me."""
+
+    def on_publish(self, session: Session, payload: Any, mode: str) -> None:
+        inbox = "relay.inbox"
+        if mode == "authid":
+            topics.publish(inbox, payload, authids=[payload["to"]], name="relay")
+        elif mode == "sessions":
+            topics.publish(inbox, payload, sessions=[int(payload["to"])], name="relay")
+        elif mode == "others":
+            topics.publish(inbox, payload, exclude_sessions=[session.id], name="relay")
+        else:
+            raise Reject(f"unknown mode '{mode}'")
+        # Returning None: the service publishes nothing more.

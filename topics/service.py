@@ -30,7 +30,7 @@ from sandbar.config import ConfigError, StrictModel
 from sandbar.logs import setup_logging
 from sandbar.secrets import ensure_backend_secret
 from sandbar.service import run_until_signalled
-from sandbar.wamp import ApplicationSession, RouterConnection, make_component
+from sandbar.wamp import ApplicationSession, RouterConnection, make_component, stop_component
 from topics.authorizer import EXPLAIN_PROCEDURE, Authorizer, Decision
 from topics.directory import SessionDirectory
 from topics.handlers import HandlerFailed, Reject, call_hook
@@ -92,7 +92,8 @@ class TopicsService:
         topics.freeze()
         self.authorizer = Authorizer(topics, self)
         self.sessions = SessionDirectory()
-        self.subscriptions: dict[int, tuple[str, str]] = {}
+        self.subscriptions: dict[int, tuple[str, str]] = {}  # id → (uri, match)
+        self.memberships: dict[int, set[int]] = {}  # session id → subscription ids
         self.wamp: ApplicationSession | None = None
         self.is_leader = False
         self._campaign: asyncio.Task[None] | None = None
@@ -194,6 +195,8 @@ class TopicsService:
             raise ApplicationError(
                 ERROR_INTERNAL, f"internal error in topic '{topic.name}' (logged)"
             ) from None
+        if payload is None:  # the handler sent what it wanted itself
+            return None
         return await self.publish(uri, payload, name=topic.event_name)
 
     def describe(self) -> list[str]:
@@ -205,15 +208,27 @@ class TopicsService:
         self.subscriptions[int(details["id"])] = (str(details["uri"]), str(details["match"]))
 
     async def on_subscribed(self, session_id: int, subscription_id: int) -> None:
+        self.memberships.setdefault(session_id, set()).add(subscription_id)
         await self._lifecycle("on_subscribed", session_id, subscription_id)
 
-    async def on_unsubscribed(self, session_id: int, subscription_id: int) -> None:
+    async def on_unsubscribed(self, session_id: int | None, subscription_id: int) -> None:
+        # When a session leaves, Crossbar sends this with session_id None (it clears
+        # the id first); that case is handled by on_session_left.
+        if session_id is None:
+            return
+        joined = self.memberships.get(session_id)
+        if joined is None or subscription_id not in joined:
+            return
+        joined.discard(subscription_id)
         await self._lifecycle("on_unsubscribe", session_id, subscription_id)
 
-    async def on_subscription_deleted(self, session_id: int, subscription_id: int) -> None:
+    async def on_subscription_deleted(self, session_id: int | None, subscription_id: int) -> None:
         asyncio.get_running_loop().call_later(10, self.subscriptions.pop, subscription_id, None)
 
     async def on_session_left(self, session_id: int, *_: Any) -> None:
+        """A session left or its connection dropped: it unsubscribed from everything."""
+        for subscription_id in sorted(self.memberships.pop(session_id, set())):
+            await self._lifecycle("on_unsubscribe", session_id, subscription_id)
         self.sessions.left(session_id)
 
     async def _lifecycle(self, hook_name: str, session_id: int, subscription_id: int) -> None:
@@ -308,12 +323,7 @@ class TopicsService:
         component = make_component(self.config.router, on_join=self.on_join, on_leave=self.on_leave)
         task = asyncio.ensure_future(component.start(asyncio.get_running_loop()))
         await stop.wait()
-        try:
-            await asyncio.wait_for(asyncio.ensure_future(component.stop()), timeout=3)
-        except Exception as exc:  # not connected: nothing to leave
-            log.debug("stop: %s", exc)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        await stop_component(component, task)
         log.info("stopped")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import threading
 import time
 from collections.abc import Coroutine
@@ -37,6 +38,15 @@ class LoopThread:
     def run(self, coro: Coroutine[Any, Any, Any], timeout: float = 30.0) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
+    def call(self, fn: Any, *args: Any, timeout: float = 30.0, **kwargs: Any) -> Any:
+        """Run ``fn(*args, **kwargs)`` on the loop thread, awaiting its result if awaitable."""
+
+        async def invoke() -> Any:
+            result = fn(*args, **kwargs)
+            return await result if inspect.isawaitable(result) else result
+
+        return self.run(invoke(), timeout)
+
     def close(self) -> None:
         """Cancel what is still pending on the loop (reconnect timers), then stop it."""
 
@@ -69,6 +79,7 @@ class Subscriber:
         self.joins = 0
         self._lock = threading.Lock()
         self._thread = LoopThread()
+        self._closed = False
         transport: dict[str, Any] = {
             "url": url,
             "max_retries": -1,
@@ -145,6 +156,10 @@ class Subscriber:
             return list(self.events)
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+
         async def stop() -> None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.ensure_future(self._component.stop()), 3)
@@ -170,6 +185,7 @@ class Client:
 
     def __init__(self, url: str, *, authid: str | None = None) -> None:
         self._thread = LoopThread()
+        self._closed = False
         self.events: list[Event] = []
         transport: dict[str, Any] = {"url": url, "max_retries": 0}
         if url.startswith("rs://"):
@@ -203,15 +219,15 @@ class Client:
             self.events.append(Event(uri, args, kwargs))
 
         options = SubscribeOptions(match=match) if match else None
-        self._thread.run(self.session.subscribe(on_event, uri, options=options))
+        self._thread.call(self.session.subscribe, on_event, uri, options=options)
 
     def call(self, uri: str, *args: Any) -> Any:
-        return self._thread.run(self.session.call(uri, *args))
+        return self._thread.call(self.session.call, uri, *args)
 
     def publish(self, uri: str, *args: Any) -> Any:
         """An acknowledged publish; raises ApplicationError when refused."""
         options = PublishOptions(acknowledge=True)
-        return self._thread.run(self.session.publish(uri, *args, options=options))
+        return self._thread.call(self.session.publish, uri, *args, options=options)
 
     def wait_for(self, count: int, timeout: float = 5.0, name: str | None = None) -> list[Event]:
         deadline = time.monotonic() + timeout
@@ -223,6 +239,10 @@ class Client:
         raise TimeoutError(f"expected {count} events named {name}, got {self.events}")
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+
         async def stop() -> None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.ensure_future(self._component.stop()), 3)

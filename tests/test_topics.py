@@ -1,0 +1,226 @@
+"""Topic components against the real router and topics service: who may subscribe, publish, call."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from autobahn.wamp.exception import ApplicationError
+
+from tests.support.procs import wait_until
+
+NOT_AUTHORIZED = "wamp.error.not_authorized"
+
+
+def _denied(client, uri: str, match: str | None = None) -> ApplicationError:
+    with pytest.raises(ApplicationError) as info:
+        client.subscribe(uri, match=match)
+    return info.value
+
+
+@pytest.mark.parametrize("uri", ["articles", "chat.general", "chat.a-b_c", "whisper.open"])
+def test_allowed_subscriptions(client, uri):
+    client().subscribe(uri)
+
+
+def test_prefix_subscription_allowed_only_where_a_topic_declares_it(client):
+    browser = client()
+    browser.subscribe("feed", match="prefix")
+    error = _denied(browser, "chat", match="prefix")
+    assert error.error == NOT_AUTHORIZED
+    assert browser.call("explain.subscribe", "chat")["reason"] == (
+        "prefix subscriptions to 'chat' are not allowed; subscribe to a topic"
+    )
+    assert _denied(browser, "chat..x", match="wildcard").error == NOT_AUTHORIZED
+
+
+DENIED = {
+    "nothing.here": "no topic 'nothing.here'",
+    "chat.Upper": "no topic 'chat.Upper'",  # the channel's regex is lowercase
+    "chat." + "x" * 40: "no topic 'chat." + "x" * 40 + "'",  # at most 32 characters
+    "chat.general.extra": "no topic 'chat.general.extra'",
+    "whisper.closed": "subscription refused",  # function handler returned False
+    "user.alice": "sign in to receive private events",  # Reject from on_subscribe
+    "boom.x": "internal error in the topic (logged)",  # on_subscribe raised
+    "sandbar.topics.list": "no topic 'sandbar.topics.list'",
+}
+
+
+@pytest.mark.parametrize("uri", sorted(DENIED))
+def test_denied_subscriptions_reject_with_not_authorized_and_explain_why(client, uri):
+    browser = client()
+    error = _denied(browser, uri)
+    assert error.error == NOT_AUTHORIZED
+    assert browser.call("explain.subscribe", uri) == {
+        "uri": uri,
+        "allowed": False,
+        "reason": DENIED[uri],
+    }
+
+
+def test_a_raising_handler_is_logged_and_the_service_keeps_serving(client, router):
+    browser = client()
+    _denied(browser, "boom.y")
+    log = router_topics_log(router)
+    assert re.search(
+        r"error in on_subscribe of topic 'boom.\{x\}' for 'boom.y' "
+        r"\(session \d+, authid [\w-]+\): subscribe hook exploded",
+        log,
+    )
+    browser.subscribe("chat.after-boom")
+    with pytest.raises(ApplicationError) as info:
+        browser.call("boom.y", {"text": "x"})
+    assert info.value.error == "sandbar.error.internal"
+    assert "internal error in topic 'boom.{x}' (logged)" in info.value.args[0]
+
+
+def router_topics_log(router) -> str:
+    path = router.proc.log_path.parent / "topics.log"
+    return path.read_text()
+
+
+def test_welcome_reaches_only_the_newcomer_and_presence_reaches_the_others(client):
+    alice, bob = client(), client()
+    alice.subscribe("chat.presence")
+    [welcome_a] = alice.wait_for(1, name="chat.welcome")
+    assert welcome_a.args[0] == {"channel": "presence", "members": 1, "you": alice.session._authid}
+
+    bob.subscribe("chat.presence")
+    [welcome_b] = bob.wait_for(1, name="chat.welcome")
+    assert welcome_b.args[0]["members"] == 2
+    [join] = alice.wait_for(1, name="chat.join")
+    assert join.args[0] == {"channel": "presence", "member": bob.session._authid, "members": 2}
+
+    bob.close()  # leaving the session ends its subscriptions: on_unsubscribe runs
+    [leave] = alice.wait_for(1, name="chat.leave")
+    assert leave.args[0] == {"channel": "presence", "member": bob.session._authid, "members": 1}
+    names = [e.kwargs["name"] for e in alice.events]
+    assert names == ["chat.welcome", "chat.join", "chat.leave"], "one welcome, to alice only"
+    assert [e.kwargs["name"] for e in bob.events] == ["chat.welcome"]
+
+
+def test_dropped_connection_also_counts_as_leaving(client):
+    alice, bob = client(), client()
+    alice.subscribe("chat.drops")
+    bob.subscribe("chat.drops")
+    alice.wait_for(1, name="chat.join")
+    bob._thread.call(lambda: bob.session._transport.transport.abort())  # no goodbye, no close
+    [leave] = alice.wait_for(1, name="chat.leave")
+    assert leave.args[0]["members"] == 1
+
+
+def test_handled_publish_transforms_and_reaches_every_subscriber(client):
+    alice, bob = client(), client()
+    for each in (alice, bob):
+        each.subscribe("chat.talk")
+    bob.wait_for(1, name="chat.welcome")
+
+    publication = alice.call("chat.talk", {"text": "  hello  "})
+    assert isinstance(publication, int)
+    for each in (alice, bob):
+        [message] = each.wait_for(1, name="chat.message")
+        assert message.args[0]["text"] == "hello"
+        assert message.args[0]["author"] == alice.session._authid
+        assert message.args[0]["channel"] == "talk"
+        assert isinstance(message.args[0]["at"], int)
+        assert re.fullmatch(r"[0-9a-f]{32}", message.kwargs["id"])
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "reason"),
+    [
+        (({"text": ""},), "sandbar.error.rejected", "a chat message needs some text"),
+        (({"text": "x" * 501},), "sandbar.error.rejected", "limited to 500 characters"),
+        (("just a string",), "sandbar.error.rejected", "a chat message needs some text"),
+        (({"text": "a"}, {"text": "b"}), "sandbar.error.invalid_argument", "exactly one argument"),
+    ],
+)
+def test_rejected_publish_reaches_nobody_and_the_caller_gets_the_reason(
+    client, args, error, reason
+):
+    alice, bob = client(), client()
+    for each in (alice, bob):
+        each.subscribe("chat.strict")
+    bob.wait_for(1, name="chat.welcome")
+    with pytest.raises(ApplicationError) as info:
+        alice.call("chat.strict", *args)
+    assert info.value.error == error
+    assert reason in info.value.args[0]
+    alice.call("chat.strict", {"text": "marker"})  # a good one after the bad one
+    bob.wait_for(1, name="chat.message")
+    assert [e.args[0]["text"] for e in bob.events if e.kwargs["name"] == "chat.message"] == [
+        "marker"
+    ]
+
+
+def test_direct_publish_is_refused_on_handled_and_bridge_fed_topics(client):
+    alice, bob = client(), client()
+    bob.subscribe("chat.direct")
+    bob.subscribe("articles")
+    for uri in ("chat.direct", "articles", "nothing.here"):
+        with pytest.raises(ApplicationError) as info:
+            alice.publish(uri, {"text": "sneaky"})
+        assert info.value.error == NOT_AUTHORIZED
+    assert [e for e in bob.events if e.kwargs.get("name") != "chat.welcome"] == []
+
+
+def test_client_publish_topic_fans_out_directly_after_can_publish(client):
+    alice, bob = client(), client()
+    bob.subscribe("cursor.room1")
+    alice.publish("cursor.room1", {"x": 1})
+    [event] = bob.wait_for(1)
+    assert event.args == ({"x": 1},)
+    bob.subscribe("cursor.readonly-1")
+    with pytest.raises(ApplicationError) as info:
+        alice.publish("cursor.readonly-1", {"x": 2})
+    assert info.value.error == NOT_AUTHORIZED
+
+
+@pytest.mark.parametrize(
+    "procedure",
+    [
+        "sandbar.authorize",
+        "wamp.session.kill",
+        "wamp.session.list",
+        "sandbar.bridge.stats",
+        "sandbar.topics.list",
+        "articles",
+    ],
+)
+def test_browsers_cannot_call_backend_or_meta_procedures(client, procedure):
+    with pytest.raises(ApplicationError) as info:
+        client().call(procedure)
+    assert info.value.error == NOT_AUTHORIZED
+
+
+def test_browsers_cannot_register(client):
+    browser = client()
+    with pytest.raises(ApplicationError) as info:
+        browser._thread.call(browser.session.register, lambda: 1, "chat.general")
+    assert info.value.error == NOT_AUTHORIZED
+
+
+def test_topic_code_addresses_an_authid_on_all_tabs_some_sessions_or_all_but_the_sender(
+    client, router
+):
+    # Backend principals stand in for signed-in users (two tabs of "topics").
+    tab1 = client(url=router.backend_url, authid="topics")
+    tab2 = client(url=router.backend_url, authid="topics")
+    other = client(url=router.backend_url, authid="bridge")
+    browser = client()
+    everyone = (tab1, tab2, other, browser)
+    for each in everyone:
+        each.subscribe("relay.inbox")
+
+    def received(mode: str) -> list[bool]:
+        return [any(e.args[0].get("mode") == mode for e in each.events) for each in everyone]
+
+    assert browser.call("relay.authid", {"to": "topics", "mode": "authid"}) is None
+    wait_until(lambda: received("authid")[:2] == [True, True], 5, "both tabs")
+    browser.call("relay.sessions", {"to": other.id, "mode": "sessions"})
+    wait_until(lambda: received("sessions")[2], 5, "that session")
+    browser.call("relay.others", {"mode": "others"})
+    wait_until(lambda: received("others")[:3] == [True, True, True], 5, "all but the sender")
+    assert received("authid") == [True, True, False, False]
+    assert received("sessions") == [False, False, True, False]
+    assert received("others") == [True, True, True, False]
