@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import itertools
 import logging
 import sys
@@ -31,7 +32,7 @@ from sandbar.config import ConfigError
 from sandbar.logs import setup_logging
 from sandbar.secrets import ensure_backend_secret
 from sandbar.service import run_until_signalled
-from sandbar.wamp import ApplicationSession, make_component, stop_component
+from sandbar.wamp import ApplicationSession, stay_connected
 
 log = logging.getLogger("sandbar.bridge")
 
@@ -229,38 +230,38 @@ class Bridge:
             self.config.zmq.bind,
             ", ".join(sorted(self.config.routes)),
         )
-        component = make_component(self.config.router, on_join=self.on_join, on_leave=self.on_leave)
-        tasks = [
-            asyncio.ensure_future(self.receive(socket)),
-            asyncio.ensure_future(self.pump()),
-            asyncio.ensure_future(component.start(asyncio.get_running_loop())),
-        ]
+        leaving = asyncio.Event()
+        connection = asyncio.ensure_future(
+            stay_connected(
+                self.config.router, leaving, on_join=self.on_join, on_leave=self.on_leave
+            )
+        )
+        receive = asyncio.ensure_future(self.receive(socket))
+        pump = asyncio.ensure_future(self.pump())
         try:
             await stop.wait()
         finally:
-            await self._shutdown(component, tasks)
+            receive.cancel()  # take nothing new, deliver what we hold
+            await asyncio.gather(receive, return_exceptions=True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._drain(), timeout=5)
+            stats = self.snapshot()
+            if stats["buffered"] or stats["in_flight"]:
+                log.error(
+                    "shutting down with %d buffered and %d unacknowledged events undelivered",
+                    stats["buffered"],
+                    stats["in_flight"],
+                )
+            leaving.set()
+            await connection
+            pump.cancel()
+            await asyncio.gather(pump, return_exceptions=True)
             socket.close()
             context.term()
-
-    async def _shutdown(self, component: Any, tasks: list[asyncio.Future[Any]]) -> None:
-        if self._in_flight:
-            await asyncio.wait_for(self._drain(), timeout=5)
-        stats = self.snapshot()
-        if stats["buffered"] or stats["in_flight"]:
-            log.error(
-                "shutting down with %d buffered and %d unacknowledged events undelivered",
-                stats["buffered"],
-                stats["in_flight"],
-            )
-        receive, pump, connection = tasks
-        await stop_component(component, connection)
-        for task in (receive, pump):
-            task.cancel()
-        await asyncio.gather(receive, pump, return_exceptions=True)
-        log.info("stopped: %s", stats)
+            log.info("stopped: %s", stats)
 
     async def _drain(self) -> None:
-        while self._in_flight and self._session is not None:
+        while (self._queue or self._in_flight) and self._session is not None:
             await asyncio.sleep(0.01)
 
 

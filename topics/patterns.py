@@ -76,8 +76,6 @@ class TopicPattern:
             raise PatternError(
                 f"topic pattern '{source}': parameter '{duplicates[0]}' appears twice"
             )
-        if parts[0] == "wamp":
-            raise PatternError(f"topic pattern '{source}': URIs under 'wamp.' belong to the router")
         return cls(source, tuple(parts))
 
     @classmethod

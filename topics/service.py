@@ -15,11 +15,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import importlib
 import logging
 import os
 import sys
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import CallDetails, PublishOptions, RegisterOptions
@@ -30,7 +32,7 @@ from sandbar.config import ConfigError, StrictModel
 from sandbar.logs import setup_logging
 from sandbar.secrets import ensure_backend_secret
 from sandbar.service import run_until_signalled
-from sandbar.wamp import ApplicationSession, RouterConnection, make_component, stop_component
+from sandbar.wamp import ApplicationSession, RouterConnection, stay_connected
 from topics.authorizer import EXPLAIN_PROCEDURE, Authorizer, Decision
 from topics.directory import SessionDirectory
 from topics.handlers import HandlerFailed, Reject, call_hook
@@ -38,6 +40,7 @@ from topics.registry import TopicRouter
 from topics.session import Session, SessionInfo
 
 log = logging.getLogger("sandbar.topics")
+T = TypeVar("T")
 
 DEFAULT_APP = "topics.examples:topics"
 AUTHORIZE = "sandbar.authorize"
@@ -85,6 +88,20 @@ def procedure_uris(topics: TopicRouter) -> dict[str, str]:
     return uris
 
 
+def _counted(method: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+    """Count a procedure's calls in progress, so a graceful stop can wait for them."""
+
+    @functools.wraps(method)
+    async def counted(self: TopicsService, *args: Any, **kwargs: Any) -> T:
+        self._serving += 1
+        try:
+            return await method(self, *args, **kwargs)
+        finally:
+            self._serving -= 1
+
+    return counted
+
+
 class TopicsService:
     def __init__(self, config: TopicsConfig, topics: TopicRouter) -> None:
         self.config = config
@@ -97,6 +114,8 @@ class TopicsService:
         self.wamp: ApplicationSession | None = None
         self.is_leader = False
         self._campaign: asyncio.Task[None] | None = None
+        self._registrations: list[Any] = []
+        self._serving = 0  # procedure calls being handled right now
 
     # -- sending ------------------------------------------------------------------
 
@@ -134,6 +153,7 @@ class TopicsService:
 
     # -- procedures ---------------------------------------------------------------------
 
+    @_counted
     async def authorize(
         self, details: dict[str, Any], uri: str, action: str, options: dict[str, Any] | None = None
     ) -> dict[str, Any]:
@@ -156,6 +176,7 @@ class TopicsService:
             )
         return decision.for_router()
 
+    @_counted
     async def explain(self, uri: str, details: CallDetails) -> dict[str, Any]:
         """Why a subscription to ``uri`` is denied to the caller (``None`` if it is allowed)."""
         caller = int(details.caller or 0)
@@ -167,6 +188,7 @@ class TopicsService:
         )
         return {"uri": uri, "allowed": decision.allow, "reason": decision.reason}
 
+    @_counted
     async def handled_publish(self, *args: Any, details: CallDetails, **kwargs: Any) -> int | None:
         """``session.call(topic_uri, [payload])``: on_publish decides, then everyone gets it."""
         uri = str(details.procedure)
@@ -279,14 +301,15 @@ class TopicsService:
         self.sessions.lookup = lambda session_id: session.call("wamp.session.get", session_id)
         shared = RegisterOptions(invoke="roundrobin")
         with_details = RegisterOptions(invoke="roundrobin", details_arg="details")
-        await session.register(self.authorize, AUTHORIZE, options=shared)
-        await session.register(self.explain, EXPLAIN_PROCEDURE, options=with_details)
-        await session.register(self.describe, LIST, options=shared)
+        self._registrations = [
+            await session.register(self.authorize, AUTHORIZE, options=shared),
+            await session.register(self.explain, EXPLAIN_PROCEDURE, options=with_details),
+            await session.register(self.describe, LIST, options=shared),
+        ]
         for uri, match in procedure_uris(self.topics).items():
-            await session.register(
-                self.handled_publish,
-                uri,
-                options=RegisterOptions(match=match, invoke="roundrobin", details_arg="details"),
+            options = RegisterOptions(match=match, invoke="roundrobin", details_arg="details")
+            self._registrations.append(
+                await session.register(self.handled_publish, uri, options=options)
             )
         await session.subscribe(self.on_subscription_created, "wamp.subscription.on_create")
         await session.subscribe(self.on_subscribed, "wamp.subscription.on_subscribe")
@@ -307,11 +330,22 @@ class TopicsService:
             getattr(details, "reason", details),
         )
 
+    async def _retire(self, patience: float = 2.0) -> None:
+        """Unregister first, so the router sends new calls to the other replicas, then let
+        the calls already here finish: a graceful stop costs no client a failed request."""
+        for registration in self._registrations:
+            with contextlib.suppress(Exception):
+                await registration.unregister()
+        self._registrations = []
+        deadline = asyncio.get_running_loop().time() + patience
+        while self._serving and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+
     async def _campaign_for_leader(self, session: ApplicationSession) -> None:
         """Hold ``sandbar.topics.leader`` (a single registration); retry while another does."""
         while session.is_attached():
             try:
-                await session.register(lambda: True, LEADER)
+                self._registrations.append(await session.register(lambda: True, LEADER))
             except ApplicationError:
                 await asyncio.sleep(self.config.leader_retry)
                 continue
@@ -320,10 +354,16 @@ class TopicsService:
             return
 
     async def run(self, stop: asyncio.Event) -> None:
-        component = make_component(self.config.router, on_join=self.on_join, on_leave=self.on_leave)
-        task = asyncio.ensure_future(component.start(asyncio.get_running_loop()))
+        leaving = asyncio.Event()
+        connection = asyncio.ensure_future(
+            stay_connected(
+                self.config.router, leaving, on_join=self.on_join, on_leave=self.on_leave
+            )
+        )
         await stop.wait()
-        await stop_component(component, task)
+        await self._retire()
+        leaving.set()
+        await connection
         log.info("stopped")
 
 
