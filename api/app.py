@@ -5,14 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask
+from sqlalchemy import Engine
 
-from api import articles
+from api import articles, events
 from api.config import ApiConfig
 from api.db import create_schema, make_engine
 from api.errors import register_error_handlers
+from api.outbox import Outbox, OutboxSettings
 from api.push import Push
 from api.signals import article_created
 from bridge.client import EventSender
+from bridge.config import load_routes
 
 
 def create_app(config: ApiConfig | None = None, *, sender: EventSender | None = None) -> Flask:
@@ -36,6 +39,21 @@ def create_app(config: ApiConfig | None = None, *, sender: EventSender | None = 
             conn.exec_driver_sql("SELECT 1")
         return {"status": "ok"}
 
-    push = Push(app, sender)
+    app.register_blueprint(events.bp)
+    push = Push(app, engine, sender=sender, outbox=_outbox(config, engine))
     push.forward(article_created, lambda article: article)
     return app
+
+
+def _outbox(config: ApiConfig, engine: Engine) -> Outbox | None:
+    if config.delivery != "reliable":
+        return None
+    settings = OutboxSettings(
+        bridge_endpoint=config.bridge_endpoint,
+        lease_seconds=config.outbox_lease_seconds,
+        retention_seconds=config.outbox_retention_seconds,
+        retention_rows=config.outbox_retention_rows,
+    )
+    outbox = Outbox(engine, load_routes(config.routes_config), settings)
+    outbox.relay.start()  # resends what earlier processes left unacknowledged
+    return outbox

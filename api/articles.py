@@ -10,6 +10,7 @@ from sqlalchemy import Row, insert, select
 
 from api.db import articles
 from api.errors import ApiError, invalid
+from api.push import transaction
 from api.signals import article_created
 
 bp = Blueprint("articles", __name__)
@@ -57,15 +58,15 @@ def create_article() -> tuple[dict[str, Any], int, dict[str, str]]:
     unknown = sorted(set(data) - {"title", "body"})
     if unknown:
         raise invalid(unknown[0], "unknown field; send only 'title' and 'body'")
-    with current_app.extensions["sandbar_db"].begin() as conn:
+    with transaction() as conn:  # the article and its event commit together
         row = conn.execute(
             insert(articles)
             .values(title=title, body=body, created_at=datetime.now(UTC))
             .returning(*articles.c)
         ).one()
-    article = _as_dict(row)
-    app = current_app._get_current_object()  # type: ignore[attr-defined]
-    article_created.send(app, article=article)
+        article = _as_dict(row)
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        article_created.send(app, article=article)
     return article, 201, {"Location": f"/articles/{article['id']}"}
 
 

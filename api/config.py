@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import Field
 
 from bridge.client import DEFAULT_ENDPOINT
 from sandbar.config import StrictModel, validate_config
-from sandbar.paths import RUN_DIR
+from sandbar.paths import ROOT, RUN_DIR
 
 ENV_PREFIX = "SANDBAR_API_"
 
@@ -18,6 +19,17 @@ ENV_PREFIX = "SANDBAR_API_"
 class ApiConfig(StrictModel):
     database_url: str = f"sqlite:///{RUN_DIR / 'api.db'}"
     bridge_endpoint: str = DEFAULT_ENDPOINT
+    #: "reliable": transactional outbox, resent until the bridge acknowledges;
+    #: "fire_and_forget": sent once after commit, not tracked.
+    delivery: Literal["reliable", "fire_and_forget"] = "reliable"
+    #: the bridge YAML whose ``routes`` decide each event's topic (for per-topic seq)
+    routes_config: Path = ROOT / "config" / "bridge.yaml"
+    #: the TopicRouter whose on_subscribe also guards catch-up (GET /events)
+    topics_app: str = "topics.examples:topics"
+    outbox_lease_seconds: float = Field(3.0, gt=0)
+    outbox_retention_seconds: float = Field(24 * 3600.0, gt=0)
+    outbox_retention_rows: int = Field(100_000, gt=0)
+    max_catch_up: int = Field(500, gt=0)
     max_request_bytes: int = Field(1024 * 1024, gt=0)
     max_title_length: int = Field(200, gt=0)
     max_body_length: int = Field(100_000, gt=0)

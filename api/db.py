@@ -6,22 +6,28 @@ Only portable SQL is used here, so pointing ``database_url`` at PostgreSQL
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     DateTime,
     Engine,
+    Index,
     Integer,
     MetaData,
     String,
     Table,
     Text,
+    UniqueConstraint,
     create_engine,
     event,
     func,
+    select,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.schema import CreateIndex, CreateTable
 
@@ -35,6 +41,63 @@ articles = Table(
     Column("body", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
+
+
+#: Events written in the same transaction as the change that caused them; the relay
+#: hands them to the bridge until it acknowledges them (see api/outbox.py).
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("event_id", String(32), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("topic", String(512), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("ts", BigInteger, nullable=False),  # unix ms
+    Column("payload", Text, nullable=False),  # JSON
+    Column("audience", Text, nullable=True),  # JSON publish options for targeted events
+    Column("lease_until", BigInteger, nullable=False),  # unix ms: not resent before
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("delivered_at", BigInteger, nullable=True),  # unix ms, set on the bridge's ack
+    Column("failed", Text, nullable=True),  # why the bridge refused it for good
+    UniqueConstraint("topic", "seq"),
+    Index("ix_outbox_pending", "delivered_at", "lease_until"),
+)
+
+#: The last ``seq`` handed out per topic (a row lock orders concurrent writers).
+topic_seqs = Table(
+    "topic_seqs",
+    metadata,
+    Column("topic", String(512), primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+)
+
+
+#: Facts about this database, such as the outbox epoch: a random id chosen when the
+#: database is created, so subscribers and the bridge can tell a fresh database's
+#: seq 1 from an old database's.
+sandbar_meta = Table(
+    "sandbar_meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", String(256), nullable=False),
+)
+
+
+def outbox_epoch(engine: Engine) -> str:
+    """This database's outbox epoch, created on first use (safe under concurrent workers)."""
+    with engine.begin() as conn:
+        dialect = {"sqlite": sqlite, "postgresql": postgresql}[conn.dialect.name]
+        conn.execute(
+            dialect.insert(sandbar_meta)
+            .values(key="outbox_epoch", value=uuid.uuid4().hex[:12])
+            .on_conflict_do_nothing()
+        )
+        return str(
+            conn.execute(
+                select(sandbar_meta.c.value).where(sandbar_meta.c.key == "outbox_epoch")
+            ).scalar_one()
+        )
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:

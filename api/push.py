@@ -2,70 +2,136 @@
 
 The Flask way of Sandstone's ``$app->forwardEventToPushServer('ARTICLE_CREATED')``::
 
-    push = Push(app)
+    push = Push(app, engine)
     push.forward(article_created, lambda article: article)
 
-Every ``article_created.send(app, article=...)`` is then wrapped in an envelope
-(named after the signal) and sent to the bridge over ZeroMQ.
+and in a controller, the change and the events it causes commit together::
+
+    with transaction() as conn:
+        conn.execute(...)
+        article_created.send(app, article=...)
+
+By default (``delivery="reliable"``) events go through the transactional outbox
+(api/outbox.py): written in the same transaction, sent after commit, resent until
+the bridge acknowledges them. With ``delivery="fire_and_forget"`` they are sent
+over ZeroMQ after commit and not tracked.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from blinker import NamedSignal
-from flask import Flask
+from flask import Flask, current_app
+from sqlalchemy import Connection, Engine
 
+from api.outbox import Outbox
 from bridge.client import EventSender, SendError
 
 log = logging.getLogger("sandbar.api.push")
 
 PayloadFactory = Callable[..., dict[str, Any]]
 
+_after_commit: contextvars.ContextVar[list[tuple[str, dict[str, Any]]] | None] = (
+    contextvars.ContextVar("push_after_commit", default=None)
+)
+
 
 def _kwargs_as_payload(**kwargs: Any) -> dict[str, Any]:
     return kwargs
 
 
+def transaction() -> contextlib.AbstractContextManager[Connection]:
+    """The current app's unit of work: a DB transaction whose events go out on commit."""
+    push: Push = current_app.extensions["sandbar_push"]
+    return push.transaction()
+
+
 class Push:
     """Flask extension that forwards the signals it is told to forward."""
 
-    def __init__(self, app: Flask | None = None, sender: EventSender | None = None) -> None:
+    def __init__(
+        self,
+        app: Flask | None = None,
+        engine: Engine | None = None,
+        *,
+        sender: EventSender | None = None,
+        outbox: Outbox | None = None,
+    ) -> None:
         self.app: Flask | None = None
+        self.engine = engine
         self.sender = sender
+        self.outbox = outbox
         self.forwarded: dict[str, PayloadFactory] = {}
         self._receivers: list[Callable[..., None]] = []  # blinker holds receivers weakly
         if app is not None:
-            self.init_app(app, sender)
+            self.init_app(app, engine, sender=sender, outbox=outbox)
 
-    def init_app(self, app: Flask, sender: EventSender | None = None) -> None:
+    def init_app(
+        self,
+        app: Flask,
+        engine: Engine | None = None,
+        *,
+        sender: EventSender | None = None,
+        outbox: Outbox | None = None,
+    ) -> None:
         self.app = app
-        self.sender = sender or EventSender(app.config["SANDBAR"].bridge_endpoint)
+        self.engine = engine or app.extensions["sandbar_db"]
+        self.outbox = outbox
+        if outbox is None:
+            self.sender = sender or EventSender(app.config["SANDBAR"].bridge_endpoint)
         app.extensions["sandbar_push"] = self
 
     def forward(self, signal: NamedSignal, payload: PayloadFactory | None = None) -> None:
-        """Send every emission of ``signal`` sent by this app to the bridge, named ``signal.name``."""
+        """Send every emission of ``signal`` by this app to the bridge, named ``signal.name``."""
         if signal.name in self.forwarded:
             raise ValueError(f"event '{signal.name}' is already forwarded")
+        if self.app is None:
+            raise RuntimeError("call Push.init_app(app) before forward()")
         make_payload = payload or _kwargs_as_payload
 
         def receiver(_sender: Any, **kwargs: Any) -> None:
             self.emit(signal.name, make_payload(**kwargs))
 
-        if self.app is None:
-            raise RuntimeError("call Push.init_app(app) before forward()")
         self.forwarded[signal.name] = make_payload
         self._receivers.append(receiver)
         signal.connect(receiver, sender=self.app)
 
-    def emit(self, name: str, payload: dict[str, Any]) -> None:
-        """Send one event now. A refused send is logged loudly; the request still succeeds."""
-        assert self.sender is not None, "Push.init_app() was not called"
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        if self.outbox is not None:
+            with self.outbox.transaction() as conn:
+                yield conn
+            return
+        assert self.engine is not None
+        pending: list[tuple[str, dict[str, Any]]] = []
+        token = _after_commit.set(pending)
         try:
-            envelope = self.sender.send(name, payload)
+            with self.engine.begin() as conn:
+                yield conn
+        finally:
+            _after_commit.reset(token)
+        for name, payload in pending:  # committed
+            self._send_now(name, payload)
+
+    def emit(self, name: str, payload: dict[str, Any]) -> None:
+        """Record (reliable) or queue for after commit (fire-and-forget) one event."""
+        if self.outbox is not None:
+            self.outbox.emit(name, payload)
+            return
+        pending = _after_commit.get()
+        if pending is not None:
+            pending.append((name, payload))
+        else:
+            self._send_now(name, payload)
+
+    def _send_now(self, name: str, payload: dict[str, Any]) -> None:
+        assert self.sender is not None
+        try:
+            self.sender.send(name, payload)
         except SendError as exc:
             log.error("event not forwarded: %s", exc)
-            return
-        log.debug("forwarded %s %s", name, envelope.id)

@@ -1,6 +1,6 @@
 """Send events to the bridge from any Python process (Flask, a worker, a cron job).
 
-One ZeroMQ PUSH socket per process and thread: sockets are not thread-safe and
+One ZeroMQ DEALER socket per process and thread: sockets are not thread-safe and
 must not cross a fork (gunicorn's pre-fork workers), so each is created lazily
 by the thread that uses it.
 """
@@ -72,7 +72,8 @@ class EventSender:
         local = self._local
         if getattr(local, "pid", None) != os.getpid():
             # New thread, or a forked child that inherited a parent's socket: start afresh.
-            socket: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.PUSH)
+            # DEALER talks to the bridge's ROUTER; without ``ack`` the bridge never answers.
+            socket: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
             socket.setsockopt(zmq.SNDHWM, self.queue_size)
             socket.setsockopt(zmq.LINGER, self.linger_ms)
             socket.connect(self.endpoint)

@@ -6,11 +6,18 @@ import os
 from pathlib import Path
 from typing import Annotated
 
+import yaml
 from pydantic import BeforeValidator, Field, field_validator
 
 from bridge.envelope import DEFAULT_MAX_FRAME_BYTES
 from bridge.routes import Route, RouteTable, TopicTemplate
-from sandbar.config import StrictModel, load_yaml_config
+from sandbar.config import (
+    ConfigError,
+    StrictModel,
+    expand_env_values,
+    load_yaml_config,
+    validate_config,
+)
 from sandbar.uri import check_name
 from sandbar.wamp import RouterConnection
 
@@ -43,6 +50,7 @@ class ZmqSettings(StrictModel):
 class PublishSettings(StrictModel):
     max_in_flight: int = Field(64, gt=0)
     buffer_size: int = Field(10_000, gt=0)
+    gap_timeout: float = Field(15.0, gt=0)  # seconds to hold events waiting for a missing seq
 
 
 class RouteSettings(StrictModel):
@@ -52,10 +60,9 @@ class RouteSettings(StrictModel):
     exclude_authids: str | None = None
 
 
-class BridgeConfig(StrictModel):
-    zmq: ZmqSettings = ZmqSettings()
-    router: RouterConnection
-    publish: PublishSettings = PublishSettings()
+class RoutesConfig(StrictModel):
+    """The ``routes`` section: event name → topic. The API reads it too, to number events."""
+
     routes: dict[str, RouteSettings] = Field(min_length=1)
 
     @field_validator("routes")
@@ -67,6 +74,23 @@ class BridgeConfig(StrictModel):
 
     def route_table(self) -> RouteTable:
         return RouteTable({name: Route(**dict(spec)) for name, spec in self.routes.items()})
+
+
+class BridgeConfig(RoutesConfig):
+    zmq: ZmqSettings = ZmqSettings()
+    router: RouterConnection
+    publish: PublishSettings = PublishSettings()
+
+
+def load_routes(path: str | Path = DEFAULT_PATH) -> RouteTable:
+    """The route table of a bridge YAML, ignoring (and not requiring) its other sections."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read the bridge routes ({exc})") from None
+    routes = expand_env_values({"routes": data.get("routes")}, source=str(path))
+    return validate_config(RoutesConfig, routes, source=str(path)).route_table()
 
 
 def load_config(path: str | Path = DEFAULT_PATH) -> BridgeConfig:

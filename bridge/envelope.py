@@ -3,6 +3,9 @@
     {"v": 1, "id": "<hex>", "name": "article.created", "ts": <unix ms>, "payload": {...}}
 
 The id travels on to subscribers so one event can be traced end to end.
+Events from the API's outbox also carry ``topic``, ``seq`` (per topic, in commit
+order) and ``floor`` (the lowest ``seq`` on that topic not yet acknowledged), and
+``ack: true`` to ask the bridge to confirm once the router has the event.
 """
 
 from __future__ import annotations
@@ -36,21 +39,35 @@ class Envelope:
     payload: dict[str, Any]
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     ts: int = field(default_factory=_now_ms)
+    topic: str | None = None
+    seq: int | None = None
+    floor: int | None = None
+    epoch: str | None = None  # which outbox (database) numbered it; seq restarts with a new one
+    ack: bool = False
 
     def to_bytes(self) -> bytes:
         """Encode as compact UTF-8 JSON; raise TypeError if the payload is not JSON-able."""
-        document = {
+        document: dict[str, Any] = {
             "v": VERSION,
             "id": self.id,
             "name": self.name,
             "ts": self.ts,
             "payload": self.payload,
         }
+        for key in ("topic", "seq", "floor", "epoch"):
+            if getattr(self, key) is not None:
+                document[key] = getattr(self, key)
+        if self.ack:
+            document["ack"] = True
         return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
 
     def meta(self) -> dict[str, Any]:
         """What subscribers receive beside the payload (as WAMP kwargs)."""
-        return {"id": self.id, "name": self.name, "ts": self.ts}
+        meta: dict[str, Any] = {"id": self.id, "name": self.name, "ts": self.ts}
+        if self.seq is not None:
+            meta["seq"] = self.seq
+            meta["epoch"] = self.epoch
+        return meta
 
     @classmethod
     def from_bytes(cls, frame: bytes, max_bytes: int = DEFAULT_MAX_FRAME_BYTES) -> Envelope:
@@ -77,9 +94,45 @@ class Envelope:
             raise MalformedFrame("bad_payload", f"'payload' of '{name}' must be a JSON object")
         event_id = document.get("id")
         ts = document.get("ts")
+        topic, seq, floor = document.get("topic"), document.get("seq"), document.get("floor")
+        if topic is not None and not isinstance(topic, str):
+            raise MalformedFrame("bad_sequence", "'topic' must be a string")
+        for key, value in (("seq", seq), ("floor", floor)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+                raise MalformedFrame("bad_sequence", f"'{key}' must be an integer")
+        if seq is not None and topic is None:
+            raise MalformedFrame("bad_sequence", "a sequenced event needs its 'topic'")
+        epoch = document.get("epoch")
+        if epoch is not None and not isinstance(epoch, str):
+            raise MalformedFrame("bad_sequence", "'epoch' must be a string")
         return cls(
             name=name,
             payload=payload,
             id=event_id if isinstance(event_id, str) and event_id else uuid.uuid4().hex,
             ts=ts if isinstance(ts, int) else _now_ms(),
+            topic=topic,
+            seq=seq,
+            floor=floor,
+            epoch=epoch,
+            ack=document.get("ack") is True,
         )
+
+
+@dataclass(frozen=True)
+class Ack:
+    """The bridge's answer to an event sent with ``ack: true``."""
+
+    id: str
+    ok: bool
+    error: str | None = None
+
+    def to_bytes(self) -> bytes:
+        document: dict[str, Any] = {"id": self.id, "ok": self.ok}
+        if self.error is not None:
+            document["error"] = self.error
+        return json.dumps(document, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_bytes(cls, frame: bytes) -> Ack:
+        document = json.loads(frame)
+        return cls(str(document["id"]), bool(document["ok"]), document.get("error"))

@@ -120,4 +120,11 @@ class RouteTable:
                 f"no route for event '{envelope.name}' (known: {known}); add it under 'routes' "
                 "in the bridge YAML",
             )
-        return route.publication(envelope)
+        publication = route.publication(envelope)
+        if envelope.topic is not None and envelope.topic != publication.topic:
+            raise MalformedFrame(
+                "topic_mismatch",
+                f"event '{envelope.name}' says topic '{envelope.topic}' but the bridge routes it "
+                f"to '{publication.topic}': the API and the bridge read different route configs",
+            )
+        return publication

@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import contextlib
 import itertools
+import json
 import logging
 import sys
 from collections import Counter, deque
@@ -23,11 +24,12 @@ from typing import Any
 import zmq
 import zmq.asyncio
 from autobahn.wamp.exception import ApplicationError, TransportLost
-from autobahn.wamp.types import PublishOptions
+from autobahn.wamp.types import PublishOptions, SubscribeOptions
 
 from bridge.config import DEFAULT_PATH, BridgeConfig, load_config
-from bridge.envelope import Envelope, MalformedFrame
+from bridge.envelope import Ack, Envelope, MalformedFrame
 from bridge.routes import Publication
+from bridge.sequencer import Sequencer
 from sandbar.config import ConfigError
 from sandbar.logs import setup_logging
 from sandbar.secrets import ensure_backend_secret
@@ -37,6 +39,34 @@ from sandbar.wamp import ApplicationSession, stay_connected
 log = logging.getLogger("sandbar.bridge")
 
 STATS_PROCEDURE = "sandbar.bridge.stats"
+
+
+async def _last_retained_seq(
+    session: ApplicationSession, topic: str
+) -> tuple[int | None, str | None]:
+    seen: list[tuple[int, str | None]] = []
+
+    def on_event(*args: Any, **kwargs: Any) -> None:
+        if isinstance(kwargs.get("seq"), int):
+            seen.append((kwargs["seq"], kwargs.get("epoch")))
+
+    subscription = await session.subscribe(
+        on_event, topic, options=SubscribeOptions(get_retained=True)
+    )
+    try:  # one round trip: the retained event is sent before this call's answer
+        await session.call("wamp.session.count")
+    finally:
+        await subscription.unsubscribe()
+    return seen[-1] if seen else (None, None)
+
+
+def _event_id_of(frame: bytes) -> str | None:
+    """The id of a frame that failed validation, if it is JSON enough to have one."""
+    try:
+        event_id = json.loads(frame).get("id")
+    except Exception:
+        return None
+    return event_id if isinstance(event_id, str) else None
 
 
 def _connection_lost(exc: Exception, session: ApplicationSession) -> bool:
@@ -85,24 +115,81 @@ class Bridge:
         self._room = asyncio.Event()  # the buffer has room again
         self._room.set()
         self._recovering: asyncio.Task[None] | None = None
+        self.sequencer = Sequencer(gap_timeout=config.publish.gap_timeout)
+        self._waiting: dict[str, list[bytes]] = {}  # event id → senders awaiting its ack
+        self._baselines: dict[str, asyncio.Future[None]] = {}  # topics being looked up
+        self._socket: zmq.asyncio.Socket | None = None
 
     # -- intake -----------------------------------------------------------
 
-    def accept(self, frame: bytes) -> Publication | None:
-        """Decode and route one frame; a bad one is logged, counted and dropped."""
+    def accept(self, frame: bytes, sender: bytes = b"") -> None:
+        """Decode, route and sequence one frame; a bad one is logged, counted and dropped."""
         try:
             envelope = Envelope.from_bytes(frame, self.config.zmq.max_frame_bytes)
             publication = self.routes.resolve(envelope)
         except MalformedFrame as exc:
             self.stats.malformed[exc.reason] += 1
             log.warning("dropped malformed frame (%s): %s", exc.reason, exc.detail)
-            return None
+            event_id = _event_id_of(frame) if sender else None
+            if event_id is not None:  # the sender asked for an answer: don't let it resend
+                self._reply(sender, Ack(event_id, False, f"{exc.reason}: {exc.detail}"))
+            return
         self.stats.received += 1
-        self._queue.append(publication)
+        if self.sequencer.was_published(envelope.id):  # a resend whose ack got lost
+            self.sequencer.stats.duplicates += 1
+            if envelope.ack and sender:
+                self._reply(sender, Ack(envelope.id, True))
+            return
+        if envelope.ack and sender:
+            self._waiting.setdefault(envelope.id, []).append(sender)
+        self._enqueue(self.sequencer.admit(publication))  # a pending duplicate adds nothing
+        topic = publication.topic
+        if self.sequencer.needs_baseline(topic) and topic not in self._baselines:
+            self._baselines[topic] = asyncio.ensure_future(self._learn_baseline(topic))
+
+    async def _learn_baseline(self, topic: str) -> None:
+        """Where ``topic`` stands at the router: the seq of its retained (last) event."""
+        last: int | None = None
+        epoch: str | None = None
+        while True:
+            session = self._session
+            if session is None or not session.is_attached() or self._recovering is not None:
+                await asyncio.sleep(0.05)
+                continue
+            try:
+                last, epoch = await _last_retained_seq(session, topic)
+                break
+            except Exception as exc:
+                if _connection_lost(exc, session):
+                    continue
+                log.warning(
+                    "could not read where '%s' stands (%s); starting from the "
+                    "lowest event on offer",
+                    topic,
+                    exc,
+                )
+                break
+        del self._baselines[topic]
+        ready, done = self.sequencer.set_baseline(topic, last, epoch)
+        for pub in done:  # published before a restart: the sender only needs the ack
+            self._answer(pub.envelope.id, Ack(pub.envelope.id, True))
+        self._enqueue(ready)
+
+    def _enqueue(self, ready: list[Publication]) -> None:
+        if not ready:
+            return
+        self._queue.extend(ready)
         if len(self._queue) >= self.config.publish.buffer_size:
             self._room.clear()
         self._work.set()
-        return publication
+
+    def _reply(self, sender: bytes, ack: Ack) -> None:
+        if self._socket is not None:
+            self._socket.send_multipart([sender, ack.to_bytes()])
+
+    def _answer(self, event_id: str, ack: Ack) -> None:
+        for sender in self._waiting.pop(event_id, []):
+            self._reply(sender, ack)
 
     async def receive(self, socket: zmq.asyncio.Socket) -> None:
         while True:
@@ -115,7 +202,17 @@ class Bridge:
                 )
                 await self._room.wait()
                 log.info("buffer has room again: intake resumed")
-            self.accept(await socket.recv())
+            sender, frame = await socket.recv_multipart()
+            self.accept(frame, sender)
+
+    async def expire_gaps(self) -> None:
+        """Release events held for a gap that never filled (see bridge.sequencer)."""
+        while True:
+            await asyncio.sleep(0.5)
+            ready = self.sequencer.expire()
+            if ready:
+                log.warning("gave up waiting for a gap before %d held events", len(ready))
+                self._enqueue(ready)
 
     # -- output -----------------------------------------------------------
 
@@ -141,10 +238,13 @@ class Bridge:
 
     async def _publish(self, session: ApplicationSession, key: int, pub: Publication) -> None:
         try:
+            options = dict(pub.options)
+            if pub.envelope.seq is not None:
+                options["retain"] = True  # the router remembers where the topic stands
             await session.publish(
                 pub.topic,
                 pub.envelope.payload,
-                options=PublishOptions(acknowledge=True, **pub.options),
+                options=PublishOptions(acknowledge=True, **options),
                 **pub.envelope.meta(),
             )
         except Exception as exc:
@@ -158,8 +258,12 @@ class Bridge:
                 pub.topic,
                 exc,
             )
+            self.sequencer.abandoned(pub.envelope.id)
+            self._answer(pub.envelope.id, Ack(pub.envelope.id, False, f"router refused: {exc}"))
         else:
             self.stats.published += 1
+            self.sequencer.published(pub.envelope.id)
+            self._answer(pub.envelope.id, Ack(pub.envelope.id, True))
         self._in_flight.pop(key, None)
         self._work.set()
 
@@ -205,17 +309,20 @@ class Bridge:
 
     def snapshot(self) -> dict[str, Any]:
         session = self._session
-        return self.stats.as_dict(
-            buffered=len(self._queue),
-            in_flight=len(self._in_flight),
-            connected=session is not None and session.is_attached(),
-        )
+        return {
+            **self.stats.as_dict(
+                buffered=len(self._queue),
+                in_flight=len(self._in_flight),
+                connected=session is not None and session.is_attached(),
+            ),
+            **{f"seq_{key}": value for key, value in vars(self.sequencer.stats).items()},
+        }
 
     # -- run ----------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
         context = zmq.asyncio.Context()
-        socket = context.socket(zmq.PULL)
+        socket = self._socket = context.socket(zmq.ROUTER)
         socket.setsockopt(zmq.LINGER, 0)
         socket.setsockopt(zmq.RCVHWM, self.config.publish.buffer_size)
         try:
@@ -238,6 +345,7 @@ class Bridge:
         )
         receive = asyncio.ensure_future(self.receive(socket))
         pump = asyncio.ensure_future(self.pump())
+        gaps = asyncio.ensure_future(self.expire_gaps())
         try:
             await stop.wait()
         finally:
@@ -255,7 +363,8 @@ class Bridge:
             leaving.set()
             await connection
             pump.cancel()
-            await asyncio.gather(pump, return_exceptions=True)
+            gaps.cancel()
+            await asyncio.gather(pump, gaps, return_exceptions=True)
             socket.close()
             context.term()
             log.info("stopped: %s", stats)

@@ -270,6 +270,8 @@ class TopicsService:
         if hook is None:
             return
         info = await self.sessions.get(session_id)
+        if info.authrole == "backend":
+            return  # presence is about clients, not the bridge peeking at a topic
         session = Session.bind(info, uri, self)
         where = f"{hook_name} of topic '{topic.name}' for '{uri}' (session {session_id}, authid {info.authid})"
         with contextlib.suppress(Reject, HandlerFailed):

@@ -187,6 +187,11 @@ class Bridge:
         wait_until(lambda: self.stats()["connected"], timeout, "bridge connected", interval=0.1)
         return self
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: no goodbye, nothing flushed."""
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.stop()
+
     def stop(self) -> None:
         self.proc.stop()
 
@@ -194,14 +199,19 @@ class Bridge:
 class Api:
     """The real API under gunicorn (several workers), SQLite in the test's folder."""
 
-    def __init__(self, workdir: Path, bridge_endpoint: str, workers: int = 2) -> None:
+    def __init__(
+        self, workdir: Path, bridge_endpoint: str, workers: int = 2, **settings: str
+    ) -> None:
+        """``settings`` are extra ApiConfig fields, e.g. ``delivery="fire_and_forget"``."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.database = workdir / "api.db"
         env = base_env(
             SANDBAR_API_PORT=str(self.port),
             SANDBAR_API_WORKERS=str(workers),
             SANDBAR_API_BRIDGE_ENDPOINT=bridge_endpoint,
-            SANDBAR_API_DATABASE_URL=f"sqlite:///{workdir / 'api.db'}",
+            SANDBAR_API_DATABASE_URL=f"sqlite:///{self.database}",
+            **{f"SANDBAR_API_{key.upper()}": value for key, value in settings.items()},
         )
         self.proc = Proc("api", [str(BIN / "sandbar-api")], env, workdir)
 

@@ -1,0 +1,81 @@
+"""Catch-up: ``GET /events?topic=…&after=<seq>`` returns what a client missed, from the
+outbox (the source of truth), guarded by the topic's own ``on_subscribe``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from functools import cache
+from typing import Any
+
+from flask import Blueprint, current_app, request
+from sqlalchemy import func, select
+
+from api.db import outbox
+from api.errors import ApiError, invalid
+from topics.authorizer import Authorizer
+from topics.service import load_router
+from topics.session import SessionInfo
+
+bp = Blueprint("events", __name__)
+
+ANONYMOUS = SessionInfo(id=0, authrole="anonymous", authmethod="anonymous")
+
+
+@cache
+def _authorizer(topics_app: str) -> Authorizer:
+    return Authorizer(load_router(topics_app))
+
+
+def _check_may_read(topic: str) -> None:
+    authorizer = _authorizer(current_app.config["SANDBAR"].topics_app)
+    decision = asyncio.run(authorizer.authorize(ANONYMOUS, topic, "subscribe"))
+    if not decision.allow:
+        raise ApiError(403, "forbidden", f"topic '{topic}': {decision.reason}")
+
+
+@bp.get("/events")
+def catch_up() -> dict[str, Any]:
+    settings = current_app.config["SANDBAR"]
+    topic = request.args.get("topic", "")
+    if not topic:
+        raise invalid("topic", "is required, e.g. /events?topic=articles&after=0")
+    after = request.args.get("after", default=0, type=int)
+    if after is None or after < 0:
+        raise invalid("after", "must be a sequence number (0 for the oldest kept)")
+    limit = request.args.get("limit", default=100, type=int)
+    if limit is None or not 1 <= limit <= settings.max_catch_up:
+        raise invalid("limit", f"must be an integer from 1 to {settings.max_catch_up}")
+    _check_may_read(topic)
+    with current_app.extensions["sandbar_db"].connect() as conn:
+        rows = conn.execute(
+            select(outbox)
+            .where(
+                outbox.c.topic == topic,
+                outbox.c.seq > after,
+                outbox.c.audience.is_(None),
+                outbox.c.failed.is_(None),
+            )
+            .order_by(outbox.c.seq)
+            .limit(limit + 1)
+        ).all()
+        oldest = conn.execute(
+            select(func.min(outbox.c.seq)).where(outbox.c.topic == topic)
+        ).scalar_one_or_none()
+    events = [
+        {
+            "id": r.event_id,
+            "name": r.name,
+            "ts": r.ts,
+            "seq": r.seq,
+            "payload": json.loads(r.payload),
+        }
+        for r in rows[:limit]
+    ]
+    return {
+        "topic": topic,
+        "events": events,
+        "more": len(rows) > limit,
+        # events before `oldest` were pruned: a client that needs them must reload instead
+        "truncated": oldest is not None and after + 1 < oldest,
+    }
