@@ -53,6 +53,7 @@ def _outbox(config: ApiConfig, engine: Engine) -> Outbox | None:
         lease_seconds=config.outbox_lease_seconds,
         retention_seconds=config.outbox_retention_seconds,
         retention_rows=config.outbox_retention_rows,
+        prune_interval=config.outbox_prune_interval,
     )
     outbox = Outbox(engine, load_routes(config.routes_config), settings)
     outbox.relay.start()  # resends what earlier processes left unacknowledged

@@ -29,6 +29,7 @@ class ApiConfig(StrictModel):
     outbox_lease_seconds: float = Field(3.0, gt=0)
     outbox_retention_seconds: float = Field(24 * 3600.0, gt=0)
     outbox_retention_rows: int = Field(100_000, gt=0)
+    outbox_prune_interval: float = Field(60.0, gt=0)
     max_catch_up: int = Field(500, gt=0)
     max_request_bytes: int = Field(1024 * 1024, gt=0)
     max_title_length: int = Field(200, gt=0)

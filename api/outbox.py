@@ -49,6 +49,7 @@ class OutboxSettings:
     scan_interval: float = 0.5  # how often a relay looks for expired leases
     retention_seconds: float = 24 * 3600.0  # delivered rows are kept this long for catch-up ...
     retention_rows: int = 100_000  # ... and at most this many
+    prune_interval: float = 60.0
 
 
 # -- writing -----------------------------------------------------------------------
@@ -205,7 +206,7 @@ class Relay:
                     next_scan = time.monotonic() + self.settings.scan_interval
                     self._send(socket, self._claim_expired())
                 if time.monotonic() >= next_prune:
-                    next_prune = time.monotonic() + 60
+                    next_prune = time.monotonic() + self.settings.prune_interval
                     self._prune()
             except Exception:  # the relay must outlive a database hiccup
                 log.exception("outbox relay error; retrying")

@@ -187,3 +187,35 @@ def test_live_events_carry_their_sequence_number(stack):
     assert event.kwargs["seq"] == 1
     time.sleep(0.2)
     assert stack.undelivered() == 0
+
+
+def test_delivered_events_are_pruned_and_catch_up_says_when_it_cannot_go_back(tmp_path):
+    router = Router(tmp_path).start()
+    topics = Topics(tmp_path, router).start()
+    bridge = Bridge(tmp_path, router).start()
+    api = Api(
+        tmp_path, bridge.endpoint, workers=1, outbox_retention_rows="3", outbox_prune_interval="0.2"
+    ).start()
+    try:
+        for i in range(10):
+            requests.post(f"{api.url}/articles", json={"title": f"t{i}", "body": "b"}, timeout=5)
+
+        def kept() -> list[int]:
+            with sqlite3.connect(api.database) as db:
+                return [s for (s,) in db.execute("SELECT seq FROM outbox ORDER BY seq")]
+
+        wait_until(lambda: kept() == [8, 9, 10], 10, "pruned to the last 3")
+        page = requests.get(
+            f"{api.url}/events", params={"topic": "articles", "after": "2"}, timeout=5
+        ).json()
+        assert page["truncated"] is True, "events 3..7 are gone: the client must reload"
+        assert [e["seq"] for e in page["events"]] == [8, 9, 10]
+        recent = requests.get(
+            f"{api.url}/events", params={"topic": "articles", "after": "8"}, timeout=5
+        ).json()
+        assert recent["truncated"] is False
+    finally:
+        api.stop()
+        bridge.stop()
+        topics.stop()
+        router.stop()
