@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test lint install clean
+.PHONY: up test lint install clean bench bench-quick
 
 up: $(STAMP)
 	$(BIN)/sandbar up
@@ -14,6 +14,12 @@ test: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/pytest
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.delivery
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m bench.delivery --quick
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy

@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 from autobahn.asyncio.component import Component
 from autobahn.wamp.exception import ApplicationError
@@ -124,7 +124,7 @@ class Subscriber:
 
         return on_event
 
-    def start(self, timeout: float = 15.0) -> Subscriber:
+    def start(self, timeout: float = 15.0) -> Self:
         self._thread.loop.call_soon_threadsafe(self._component.start, self._thread.loop)
         if not self._subscribed.wait(timeout):
             raise TimeoutError(

@@ -1,0 +1,1 @@
+"""Benchmarks: real processes on free ports, ratios against a baseline measured in the same run."""
