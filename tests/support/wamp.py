@@ -62,8 +62,42 @@ class LoopThread:
         self._thread.join(5)
 
 
-class Subscriber:
-    """A browser-like session (anonymous, WebSocket) that stays subscribed across reconnects."""
+class _Peer:
+    """A real AutobahnPython session on its own loop thread; anonymous over WebSocket, or a
+    backend principal (``authid``) over rawsocket."""
+
+    def __init__(self, url: str, *, authid: str | None = None, reconnect: bool = True) -> None:
+        self._thread = LoopThread()
+        self._closed = False
+        transport: dict[str, Any] = {"url": url, "max_retries": -1 if reconnect else 0}
+        if reconnect:
+            transport.update(initial_retry_delay=0.1, max_retry_delay=0.5, retry_delay_growth=1.5)
+        if url.startswith("rs://"):
+            transport.update(type="rawsocket", serializer="msgpack")
+        else:
+            transport.update(serializers=["json"])
+        authentication = {"ticket": {"authid": authid, "ticket": SECRET}} if authid else None
+        self._component = Component(
+            transports=[transport], realm="sandbar", authentication=authentication
+        )
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+
+        async def stop() -> None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.ensure_future(self._component.stop()), 3)
+
+        try:
+            self._thread.run(stop(), timeout=5)
+        finally:
+            self._thread.close()
+
+
+class Subscriber(_Peer):
+    """A session that stays subscribed to ``topics`` across reconnects."""
 
     def __init__(
         self,
@@ -73,28 +107,11 @@ class Subscriber:
         get_retained: bool = False,
         authid: str | None = None,
     ) -> None:
-        """Anonymous over WebSocket; with ``authid``, a backend principal over rawsocket."""
+        super().__init__(url, authid=authid)
         self.url, self.topics, self.get_retained = url, topics, get_retained
         self.events: list[Event] = []
         self.joins = 0
         self._lock = threading.Lock()
-        self._thread = LoopThread()
-        self._closed = False
-        transport: dict[str, Any] = {
-            "url": url,
-            "max_retries": -1,
-            "initial_retry_delay": 0.1,
-            "max_retry_delay": 0.5,
-            "retry_delay_growth": 1.5,
-        }
-        if url.startswith("rs://"):
-            transport.update(type="rawsocket", serializer="msgpack")
-        else:
-            transport.update(serializers=["json"])
-        authentication = {"ticket": {"authid": authid, "ticket": SECRET}} if authid else None
-        self._component = Component(
-            transports=[transport], realm="sandbar", authentication=authentication
-        )
         self._component.on("join", self._on_join)
         self._component.on("leave", self._on_leave)
         self._subscribed = threading.Event()
@@ -155,20 +172,6 @@ class Subscriber:
         with self._lock:
             return list(self.events)
 
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-
-        async def stop() -> None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.ensure_future(self._component.stop()), 3)
-
-        try:
-            self._thread.run(stop(), timeout=5)
-        finally:
-            self._thread.close()
-
 
 def backend_call(backend_url: str, procedure: str, *args: Any, timeout: float = 5.0) -> Any:
     """Call a backend procedure (e.g. the bridge's stats) as the trusted 'topics' principal."""
@@ -180,22 +183,12 @@ def backend_call(backend_url: str, procedure: str, *args: Any, timeout: float = 
     return asyncio.run(call())
 
 
-class Client:
+class Client(_Peer):
     """One plain session for trying things (subscribe, call, publish) and seeing the answer."""
 
     def __init__(self, url: str, *, authid: str | None = None) -> None:
-        self._thread = LoopThread()
-        self._closed = False
+        super().__init__(url, authid=authid, reconnect=False)
         self.events: list[Event] = []
-        transport: dict[str, Any] = {"url": url, "max_retries": 0}
-        if url.startswith("rs://"):
-            transport.update(type="rawsocket", serializer="msgpack")
-        else:
-            transport.update(serializers=["json"])
-        authentication = {"ticket": {"authid": authid, "ticket": SECRET}} if authid else None
-        self._component = Component(
-            transports=[transport], realm="sandbar", authentication=authentication
-        )
         self._joined: asyncio.Future[Any] = self._thread.loop.create_future()
         self._component.on("join", self._on_join)
         self._thread.loop.call_soon_threadsafe(self._component.start, self._thread.loop)
@@ -237,17 +230,3 @@ class Client:
                 return got
             time.sleep(0.01)
         raise TimeoutError(f"expected {count} events named {name}, got {self.events}")
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-
-        async def stop() -> None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.ensure_future(self._component.stop()), 3)
-
-        try:
-            self._thread.run(stop(), timeout=5)
-        finally:
-            self._thread.close()
