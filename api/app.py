@@ -7,15 +7,16 @@ from typing import Any
 from flask import Flask
 from sqlalchemy import Engine
 
-from api import articles, events
+from api import articles, auth, events, notifications
 from api.config import ApiConfig
 from api.db import create_schema, make_engine
 from api.errors import register_error_handlers
 from api.outbox import Outbox, OutboxSettings
 from api.push import Push
-from api.signals import article_created
+from api.signals import article_created, auth_revoked, user_notified
 from bridge.client import EventSender
 from bridge.config import load_routes
+from sandbar.secrets import require_secret
 
 
 def create_app(config: ApiConfig | None = None, *, sender: EventSender | None = None) -> Flask:
@@ -40,8 +41,17 @@ def create_app(config: ApiConfig | None = None, *, sender: EventSender | None = 
         return {"status": "ok"}
 
     app.register_blueprint(events.bp)
+    app.register_blueprint(auth.bp)
+    app.register_blueprint(notifications.bp)
+    secret = config.token_secret.get_secret_value() if config.token_secret else None
+    app.extensions["sandbar_tokens"] = auth.Tokens(
+        secret or require_secret("SANDBAR_API_TOKEN_SECRET", auth.DEV_TOKEN_SECRET),
+        config.token_max_age,
+    )
     push = Push(app, engine, sender=sender, outbox=_outbox(config, engine))
     push.forward(article_created, lambda article: article)
+    push.forward(user_notified, lambda notification: notification)
+    push.forward(auth_revoked)
     return app
 
 

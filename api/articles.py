@@ -8,6 +8,7 @@ from typing import Any
 from flask import Blueprint, current_app, request
 from sqlalchemy import Row, insert, select
 
+from api.auth import login_required
 from api.db import articles
 from api.errors import ApiError, invalid
 from api.push import transaction
@@ -50,6 +51,7 @@ def _json_object() -> dict[str, Any]:
 
 
 @bp.post("/articles")
+@login_required
 def create_article() -> tuple[dict[str, Any], int, dict[str, str]]:
     settings = current_app.config["SANDBAR"]
     data = _json_object()

@@ -7,13 +7,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from bridge.client import DEFAULT_ENDPOINT
 from sandbar.config import StrictModel, validate_config
 from sandbar.paths import ROOT, RUN_DIR
 
 ENV_PREFIX = "SANDBAR_API_"
+#: read by the server (api/serve.py), not part of the app's settings
+SERVER_VARS = frozenset(
+    {"SANDBAR_API_HOST", "SANDBAR_API_PORT", "SANDBAR_API_WORKERS", "SANDBAR_API_THREADS"}
+)
 
 
 class ApiConfig(StrictModel):
@@ -31,6 +35,11 @@ class ApiConfig(StrictModel):
     outbox_retention_rows: int = Field(100_000, gt=0)
     outbox_prune_interval: float = Field(60.0, gt=0)
     max_catch_up: int = Field(500, gt=0)
+    #: POST endpoints need a Bearer token; reading stays public
+    require_login_to_write: bool = True
+    #: signs tokens; required outside development mode (SANDBAR_API_TOKEN_SECRET)
+    token_secret: SecretStr | None = None
+    token_max_age: int = Field(12 * 3600, gt=0)
     max_request_bytes: int = Field(1024 * 1024, gt=0)
     max_title_length: int = Field(200, gt=0)
     max_body_length: int = Field(100_000, gt=0)
@@ -42,7 +51,7 @@ class ApiConfig(StrictModel):
         values: dict[str, Any] = {
             key.removeprefix(ENV_PREFIX).lower(): value
             for key, value in env.items()
-            if key.startswith(ENV_PREFIX)
+            if key.startswith(ENV_PREFIX) and key not in SERVER_VARS
         }
         values.update(overrides)
         return validate_config(cls, values, source=f"{ENV_PREFIX}* settings")

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Engine,
@@ -42,6 +43,18 @@ articles = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("username", String(64), nullable=False, unique=True),
+    Column("password_hash", String(256), nullable=False),
+    Column("role", String(64), nullable=False, default="user"),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("token_version", Integer, nullable=False, default=1),  # bump: all tokens die
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
 
 #: Events written in the same transaction as the change that caused them; the relay
 #: hands them to the bridge until it acknowledges them (see api/outbox.py).

@@ -11,6 +11,7 @@ from typing import Any
 from flask import Blueprint, current_app, request
 from sqlalchemy import func, select
 
+from api.auth import current_user
 from api.db import outbox
 from api.errors import ApiError, invalid
 from topics.authorizer import Authorizer
@@ -27,11 +28,36 @@ def _authorizer(topics_app: str) -> Authorizer:
     return Authorizer(load_router(topics_app))
 
 
-def _check_may_read(topic: str) -> None:
+def _reader() -> SessionInfo:
+    """Who asks: the Bearer token's user, else an anonymous session."""
+    if not request.headers.get("Authorization"):
+        return ANONYMOUS
+    user = current_user()
+    return SessionInfo(
+        id=0,
+        authid=user.username,
+        authrole=user.role,
+        authmethod="ticket",
+        authextra={"user": user.username},
+    )
+
+
+def _check_may_read(reader: SessionInfo, topic: str) -> None:
     authorizer = _authorizer(current_app.config["SANDBAR"].topics_app)
-    decision = asyncio.run(authorizer.authorize(ANONYMOUS, topic, "subscribe"))
+    decision = asyncio.run(authorizer.authorize(reader, topic, "subscribe"))
     if not decision.allow:
         raise ApiError(403, "forbidden", f"topic '{topic}': {decision.reason}")
+
+
+def _addressed_to(reader: SessionInfo, audience: str | None) -> bool:
+    """Events for particular users (``to_authids`` routes) only reach those users."""
+    if audience is None:
+        return True
+    options = json.loads(audience)
+    if reader.authid in (options.get("exclude_authid") or []):
+        return False
+    eligible = options.get("eligible_authid")
+    return eligible is None or reader.authid in eligible
 
 
 @bp.get("/events")
@@ -46,14 +72,14 @@ def catch_up() -> dict[str, Any]:
     limit = request.args.get("limit", default=100, type=int)
     if limit is None or not 1 <= limit <= settings.max_catch_up:
         raise invalid("limit", f"must be an integer from 1 to {settings.max_catch_up}")
-    _check_may_read(topic)
+    reader = _reader()
+    _check_may_read(reader, topic)
     with current_app.extensions["sandbar_db"].connect() as conn:
         rows = conn.execute(
             select(outbox)
             .where(
                 outbox.c.topic == topic,
                 outbox.c.seq > after,
-                outbox.c.audience.is_(None),
                 outbox.c.failed.is_(None),
             )
             .order_by(outbox.c.seq)
@@ -71,6 +97,7 @@ def catch_up() -> dict[str, Any]:
             "payload": json.loads(r.payload),
         }
         for r in rows[:limit]
+        if _addressed_to(reader, r.audience)
     ]
     return {
         "topic": topic,

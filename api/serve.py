@@ -11,10 +11,12 @@ from gunicorn.app.base import BaseApplication
 from pydantic import Field
 
 from api.app import create_app
+from api.auth import DEV_TOKEN_SECRET
 from api.config import ApiConfig
 from api.db import create_schema, make_engine
 from sandbar.config import ConfigError, StrictModel
 from sandbar.logs import setup_logging
+from sandbar.secrets import require_secret
 
 
 class ServeConfig(StrictModel):
@@ -56,6 +58,12 @@ def run(config: ServeConfig) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["users"]:
+        from api.users_cli import main as users_main
+
+        setup_logging("WARNING")
+        raise SystemExit(users_main(argv[1:]))
     env = os.environ
     parser = argparse.ArgumentParser(prog="sandbar-api", description="Sandbar REST API")
     parser.add_argument("--host", default=env.get("SANDBAR_API_HOST", "127.0.0.1"))
@@ -65,14 +73,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     setup_logging()
     try:
-        skip = {
-            "SANDBAR_API_HOST",
-            "SANDBAR_API_PORT",
-            "SANDBAR_API_WORKERS",
-            "SANDBAR_API_THREADS",
-        }
-        api = ApiConfig.from_env({k: v for k, v in env.items() if k not in skip})
+        api = ApiConfig.from_env()
         config = ServeConfig(**vars(args), api=api)
+        if api.token_secret is None:  # fail here, once, not in every worker
+            require_secret("SANDBAR_API_TOKEN_SECRET", DEV_TOKEN_SECRET)
     except (ConfigError, ValueError) as exc:
         print(f"sandbar-api: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -8,3 +8,9 @@ events = Namespace()
 
 #: Sent after an article is committed, with ``article=<dict>``.
 article_created = events.signal("article.created")
+
+#: Sent when a user's tokens were revoked (logout, account disabled), with ``user=<name>``.
+auth_revoked = events.signal("auth.revoked")
+
+#: Sent when someone notifies a user, with ``notification={"user", "text", "from"}``.
+user_notified = events.signal("user.notified")

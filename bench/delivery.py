@@ -50,7 +50,10 @@ def throughput(api: Api, sub: Clocked, tag: str, count: int) -> float:
         list(
             pool.map(
                 lambda t: requests.post(
-                    f"{api.url}/articles", json={"title": t, "body": "b"}, timeout=30
+                    f"{api.url}/articles",
+                    headers=api.auth,
+                    json={"title": t, "body": "b"},
+                    timeout=30,
                 ),
                 titles,
             )
@@ -75,7 +78,9 @@ def latency(api: Api, sub: Clocked, tag: str, rate: float, seconds: float) -> li
             time.sleep(pause)
         title = f"{tag}-{i}"
         sent[title] = time.perf_counter()
-        session.post(f"{api.url}/articles", json={"title": title, "body": "b"}, timeout=30)
+        session.post(
+            f"{api.url}/articles", headers=api.auth, json={"title": title, "body": "b"}, timeout=30
+        )
     deadline = time.monotonic() + 30
     while not all(t in sub.arrived for t in sent):
         if time.monotonic() > deadline:
@@ -108,6 +113,7 @@ def main() -> None:
         }
         for api in apis.values():
             api.start()
+            assert api.auth  # a signed-in writer, before threads share it
         sub = Clocked(router.ws_url).start()
         results: dict[str, dict[str, list[float]]] = {p: {"eps": [], "lat": []} for p in apis}
         try:

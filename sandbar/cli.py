@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -56,6 +57,7 @@ class UpConfig(StrictModel):
             "SANDBAR_API_WORKERS": str(self.api_workers),
             "SANDBAR_API_BRIDGE_ENDPOINT": f"tcp://{self.host}:{self.bridge_port}",
             "SANDBAR_API_DATABASE_URL": f"sqlite:///{self.run_dir / 'api.db'}",
+            "SANDBAR_TOPICS_API_URL": f"http://{self.host}:{self.api_port}",
         }
 
 
@@ -78,6 +80,28 @@ def build_services(config: UpConfig, secret: str) -> list[Service]:
     ]
 
 
+DEMO_USER, DEMO_PASSWORD = "demo", "sandbar-demo"
+
+
+def _ensure_demo_user(config: UpConfig) -> bool:
+    """Development only: an account to try signed-in features with."""
+    result = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("sandbar-api")),
+            "users",
+            "add",
+            DEMO_USER,
+            "--password-stdin",
+        ],
+        input=DEMO_PASSWORD + "\n",
+        env={**os.environ, **config.env()},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    return result.returncode == 0 or "taken" in result.stderr
+
+
 def up(config: UpConfig) -> int:
     """Run the stack until Ctrl-C/SIGTERM; returns the exit code."""
     os.environ.setdefault(DEV_VAR, "1")
@@ -87,11 +111,13 @@ def up(config: UpConfig) -> int:
     exit_code = 0
 
     def announce() -> None:
+        demo = _ensure_demo_user(config)
         urls = {
             "demo page": f"http://{config.host}:{config.router_port}/",
             "websocket": f"ws://{config.host}:{config.router_port}/ws  (realm sandbar)",
             "api": f"http://{config.host}:{config.api_port}/articles",
             "bridge": f"tcp://{config.host}:{config.bridge_port}",
+            "sign in": f"{DEMO_USER} / {DEMO_PASSWORD}" if demo else "(demo user unavailable)",
         }
         lines = "\n".join(f"  {name:<10} {url}" for name, url in urls.items())
         print(f"\nSandbar is ready:\n{lines}\n", flush=True)

@@ -9,6 +9,7 @@ its workers down itself.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -24,6 +25,13 @@ from sandbar.secrets import ensure_backend_secret
 log = logging.getLogger("sandbar.router")
 
 
+DEFAULT_ORIGINS = ("http://127.0.0.1:*", "http://localhost:*")
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
 class RouterConfig(StrictModel):
     """Where the router listens and what it serves."""
 
@@ -35,6 +43,8 @@ class RouterConfig(StrictModel):
     template: Path = ROUTER_TEMPLATE
     run_dir: Path = RUN_DIR / "router"
     max_message_size: int = 1024 * 1024
+    #: browser origins allowed to open WebSocket sessions (wildcards allowed)
+    allowed_origins: tuple[str, ...] = DEFAULT_ORIGINS
     log_level: str = "info"
 
     def template_vars(self) -> dict[str, str]:
@@ -45,6 +55,7 @@ class RouterConfig(StrictModel):
             "SANDBAR_BACKEND_PORT": str(self.backend_port),
             "SANDBAR_WEB_DIR": str(self.web_dir.resolve()),
             "SANDBAR_MAX_MESSAGE_SIZE": str(self.max_message_size),
+            "SANDBAR_ALLOWED_ORIGINS": json.dumps(list(self.allowed_origins)),
         }
 
 
@@ -107,6 +118,13 @@ def config_from_args(argv: list[str] | None = None) -> RouterConfig:
         "--run-dir", type=Path, default=Path(env.get("SANDBAR_ROUTER_RUN_DIR", RUN_DIR / "router"))
     )
     parser.add_argument("--log-level", default=env.get("SANDBAR_ROUTER_LOG_LEVEL", "info"))
+    parser.add_argument(
+        "--allowed-origins",
+        type=_split,
+        default=_split(env.get("SANDBAR_ALLOWED_ORIGINS", ",".join(DEFAULT_ORIGINS))),
+        help="comma-separated browser origins allowed to connect, wildcards allowed, e.g. "
+        "https://app.example.com (env SANDBAR_ALLOWED_ORIGINS)",
+    )
     args = parser.parse_args(argv)
     return RouterConfig(**vars(args))
 

@@ -22,28 +22,29 @@ def dev_mode(env: MutableMapping[str, str] | None = None) -> bool:
 
 
 def ensure_backend_secret(env: MutableMapping[str, str] | None = None) -> str:
-    """Make sure ``SANDBAR_BACKEND_SECRET`` is set in ``env`` and return it.
+    """Make sure ``SANDBAR_BACKEND_SECRET`` is set in ``env`` (children inherit it) and return it.
 
     Outside development mode a missing secret, or the published development one,
     is refused: a router or bridge must never run in production on a known secret.
     """
     env = os.environ if env is None else env
-    secret = env.get(SECRET_VAR, "")
-    if dev_mode(env):
-        if not secret:
-            env[SECRET_VAR] = secret = DEV_SECRET
-        if secret == DEV_SECRET:
-            log.warning("development mode: using the built-in backend secret (never in production)")
-        return secret
-    if not secret:
-        raise ConfigError(
-            f"{SECRET_VAR} is not set: export a long random value, e.g. "
-            "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`, "
-            f"or set {DEV_VAR}=1 for local development"
-        )
-    if secret == DEV_SECRET:
-        raise ConfigError(
-            f"{SECRET_VAR} is the published development secret; set a private one, "
-            f"or set {DEV_VAR}=1 if this really is a development machine"
-        )
+    env[SECRET_VAR] = secret = require_secret(SECRET_VAR, DEV_SECRET, env)
     return secret
+
+
+def require_secret(var: str, dev_default: str, env: MutableMapping[str, str] | None = None) -> str:
+    """A secret from ``var``; in development mode a published default, logged as such."""
+    env = os.environ if env is None else env
+    secret = env.get(var, "")
+    if secret and secret != dev_default:
+        return secret
+    if dev_mode(env):
+        log.warning("development mode: %s uses a built-in value (never in production)", var)
+        return secret or dev_default
+    if secret == dev_default:
+        raise ConfigError(f"{var} is the published development value; set a private one")
+    raise ConfigError(
+        f"{var} is not set: export a long random value, e.g. "
+        "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`, "
+        f"or set {DEV_VAR}=1 for local development"
+    )

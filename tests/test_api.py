@@ -18,7 +18,7 @@ import requests
     ],
 )
 def test_invalid_article_is_400_naming_the_field(api, body, field, message):
-    response = requests.post(f"{api.url}/articles", json=body, timeout=5)
+    response = requests.post(f"{api.url}/articles", headers=api.auth, json=body, timeout=5)
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["code"] == "invalid_field"
@@ -28,20 +28,26 @@ def test_invalid_article_is_400_naming_the_field(api, body, field, message):
 
 def test_malformed_json_and_wrong_content_type(api):
     bad = requests.post(
-        f"{api.url}/articles", data="{nope", headers={"Content-Type": "application/json"}, timeout=5
+        f"{api.url}/articles",
+        data="{nope",
+        headers={**api.auth, "Content-Type": "application/json"},
+        timeout=5,
     )
     assert bad.status_code == 400
     assert bad.json()["error"]["code"] == "invalid_json"
-    form = requests.post(f"{api.url}/articles", data={"title": "t"}, timeout=5)
+    form = requests.post(f"{api.url}/articles", headers=api.auth, data={"title": "t"}, timeout=5)
     assert form.status_code == 400
     assert "Content-Type: application/json" in form.json()["error"]["message"]
-    array = requests.post(f"{api.url}/articles", json=[1], timeout=5)
+    array = requests.post(f"{api.url}/articles", headers=api.auth, json=[1], timeout=5)
     assert array.json()["error"]["message"] == "request body must be a JSON object"
 
 
 def test_oversized_request_is_413_json(api):
     response = requests.post(
-        f"{api.url}/articles", json={"title": "t", "body": "x" * 2_000_000}, timeout=10
+        f"{api.url}/articles",
+        headers=api.auth,
+        json={"title": "t", "body": "x" * 2_000_000},
+        timeout=10,
     )
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "request_entity_too_large"
@@ -61,7 +67,9 @@ def test_unknown_article_and_route_are_json_404(api):
 
 def test_list_is_newest_first_and_limit_is_checked(api):
     for title in ("first", "second"):
-        requests.post(f"{api.url}/articles", json={"title": title, "body": "b"}, timeout=5)
+        requests.post(
+            f"{api.url}/articles", headers=api.auth, json={"title": title, "body": "b"}, timeout=5
+        )
     listed = requests.get(f"{api.url}/articles", params={"limit": 1}, timeout=5).json()
     assert [a["title"] for a in listed["articles"]] == ["second"]
     assert listed["articles"][0]["created_at"].endswith("Z")
@@ -76,6 +84,8 @@ def test_healthz(api):
 
 def test_article_is_kept_when_the_bridge_is_down(api, bridge):
     bridge.stop()
-    response = requests.post(f"{api.url}/articles", json={"title": "t", "body": "b"}, timeout=5)
+    response = requests.post(
+        f"{api.url}/articles", headers=api.auth, json={"title": "t", "body": "b"}, timeout=5
+    )
     assert response.status_code == 201
     assert requests.get(f"{api.url}/articles/{response.json()['id']}", timeout=5).status_code == 200

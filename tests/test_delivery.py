@@ -67,6 +67,7 @@ def post_stream(api: Api, count: int, fault: Callable[[], None], at: int) -> int
     sent = 0
     lock = threading.Lock()
     faulted = threading.Event()
+    assert api.auth  # sign in once, before the threads share it
 
     def post(i: int) -> bool:
         nonlocal sent
@@ -78,7 +79,10 @@ def post_stream(api: Api, count: int, fault: Callable[[], None], at: int) -> int
             faulted.set()
         try:
             response = requests.post(
-                f"{api.url}/articles", json={"title": f"a{i}", "body": "b"}, timeout=15
+                f"{api.url}/articles",
+                headers=api.auth,
+                json={"title": f"a{i}", "body": "b"},
+                timeout=15,
             )
         except requests.RequestException:
             return False
@@ -165,7 +169,12 @@ def test_subscriber_away_mid_stream_recovers_by_catch_up(stack, tmp_path):
 
 def test_catch_up_api_pages_and_refuses_what_the_topic_refuses(stack):
     for i in range(5):
-        requests.post(f"{stack.api.url}/articles", json={"title": f"t{i}", "body": "b"}, timeout=5)
+        requests.post(
+            f"{stack.api.url}/articles",
+            headers=stack.api.auth,
+            json={"title": f"t{i}", "body": "b"},
+            timeout=5,
+        )
     params: dict[str, str | int] = {"topic": "articles", "after": 2, "limit": 2}
     page = requests.get(f"{stack.api.url}/events", params=params, timeout=5).json()
     assert [e["seq"] for e in page["events"]] == [3, 4]
@@ -182,7 +191,12 @@ def test_catch_up_api_pages_and_refuses_what_the_topic_refuses(stack):
 
 
 def test_live_events_carry_their_sequence_number(stack):
-    requests.post(f"{stack.api.url}/articles", json={"title": "x", "body": "b"}, timeout=5)
+    requests.post(
+        f"{stack.api.url}/articles",
+        headers=stack.api.auth,
+        json={"title": "x", "body": "b"},
+        timeout=5,
+    )
     [event] = stack.subscriber.wait_for(1, timeout=5)
     assert event.kwargs["seq"] == 1
     time.sleep(0.2)
@@ -198,7 +212,12 @@ def test_delivered_events_are_pruned_and_catch_up_says_when_it_cannot_go_back(tm
     ).start()
     try:
         for i in range(10):
-            requests.post(f"{api.url}/articles", json={"title": f"t{i}", "body": "b"}, timeout=5)
+            requests.post(
+                f"{api.url}/articles",
+                headers=api.auth,
+                json={"title": f"t{i}", "body": "b"},
+                timeout=5,
+            )
 
         def kept() -> list[int]:
             with sqlite3.connect(api.database) as db:

@@ -12,7 +12,7 @@ def test_post_article_reaches_subscriber_with_envelope_id(api, subscribe):
     subscriber = subscribe("articles")
 
     response = requests.post(
-        f"{api.url}/articles", json={"title": "Hello", "body": "World"}, timeout=5
+        f"{api.url}/articles", headers=api.auth, json={"title": "Hello", "body": "World"}, timeout=5
     )
     assert response.status_code == 201, response.text
     article = response.json()
@@ -33,11 +33,15 @@ def test_post_article_reaches_subscriber_with_envelope_id(api, subscribe):
 def test_concurrent_posts_to_two_workers_arrive_exactly_once(api, subscribe):
     subscriber = subscribe("articles")
     count = 200
+    assert api.auth  # sign in once, before the threads share it
 
     def post(i: int) -> int:
         with requests.Session() as http:
             response = http.post(
-                f"{api.url}/articles", json={"title": f"t{i}", "body": "b"}, timeout=10
+                f"{api.url}/articles",
+                headers=api.auth,
+                json={"title": f"t{i}", "body": "b"},
+                timeout=10,
             )
             assert response.status_code == 201, response.text
             return int(response.json()["id"])

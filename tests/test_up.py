@@ -58,7 +58,14 @@ def test_up_runs_supervises_and_stops_everything(tmp_path):
 
         subscriber = listener = Subscriber(f"ws://127.0.0.1:{ports['router']}/ws", ["articles"])
         listener.start()
-        created = requests.post(f"{api}/articles", json={"title": "up", "body": "b"}, timeout=5)
+        assert "  sign in    demo / sandbar-demo" in up.output()
+        token = requests.post(
+            f"{api}/auth/token", timeout=5, json={"username": "demo", "password": "sandbar-demo"}
+        ).json()["token"]
+        auth = {"Authorization": f"Bearer {token}"}
+        created = requests.post(
+            f"{api}/articles", json={"title": "up", "body": "b"}, headers=auth, timeout=5
+        )
         assert created.status_code == 201
         [event] = subscriber.wait_for(1, timeout=5)
         assert event.args[0] == created.json()
@@ -73,7 +80,9 @@ def test_up_runs_supervises_and_stops_everything(tmp_path):
         assert all(name in up.output() for name in ("router |", "topics |", "bridge |", "api    |"))
 
         def delivered_again() -> bool:
-            requests.post(f"{api}/articles", json={"title": "again", "body": "b"}, timeout=5)
+            requests.post(
+                f"{api}/articles", json={"title": "again", "body": "b"}, headers=auth, timeout=5
+            )
             return any(e.args[0]["title"] == "again" for e in listener.snapshot())
 
         wait_until(delivered_again, 20, "delivery through the restarted bridge", interval=0.5)

@@ -41,10 +41,16 @@ def deny(reason: str) -> Decision:
 
 class Authorizer:
     def __init__(
-        self, topics: TopicRouter, runtime: Runtime | None = None, remember: int = 10_000
+        self,
+        topics: TopicRouter,
+        runtime: Runtime | None = None,
+        remember: int = 10_000,
+        *,
+        allow_anonymous: bool = True,
     ) -> None:
         self.topics = topics
         self.runtime = runtime
+        self.allow_anonymous = allow_anonymous
         self._denials: OrderedDict[tuple[int, str], str] = OrderedDict()
         self._remember = remember
 
@@ -52,6 +58,8 @@ class Authorizer:
         self, session: SessionInfo, uri: str, action: str, options: dict[str, Any] | None = None
     ) -> Decision:
         options = options or {}
+        if not self.allow_anonymous and session.authmethod == "anonymous":
+            return deny("sign in first: this site does not serve anonymous sessions")
         if action == "subscribe":
             decision = await self._subscribe(session, uri, options.get("match") or "exact")
             if not decision.allow:

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import CallDetails, PublishOptions, RegisterOptions
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from bridge.envelope import Envelope
 from sandbar.config import ConfigError, StrictModel
@@ -35,6 +35,7 @@ from sandbar.service import run_until_signalled
 from sandbar.wamp import ApplicationSession, RouterConnection, stay_connected
 from topics.authorizer import EXPLAIN_PROCEDURE, Authorizer, Decision
 from topics.directory import SessionDirectory
+from topics.gate import Authenticator, RateLimiter
 from topics.handlers import HandlerFailed, Reject, call_hook
 from topics.registry import TopicRouter
 from topics.session import Session, SessionInfo
@@ -44,18 +45,28 @@ T = TypeVar("T")
 
 DEFAULT_APP = "topics.examples:topics"
 AUTHORIZE = "sandbar.authorize"
+AUTHENTICATE = "sandbar.authenticate"
+REVOKED = "sandbar.auth.revoked"
 LEADER = "sandbar.topics.leader"
 LIST = "sandbar.topics.list"
 
 ERROR_REJECTED = "sandbar.error.rejected"
 ERROR_INVALID = "sandbar.error.invalid_argument"
 ERROR_INTERNAL = "sandbar.error.internal"
+ERROR_RATE_LIMITED = "sandbar.error.rate_limited"
 
 
 class TopicsConfig(StrictModel):
     router: RouterConnection
     app: str = DEFAULT_APP
     leader_retry: float = 1.0
+    #: where browsers' tokens are checked (the API's GET /auth/whoami)
+    api_url: str = "http://127.0.0.1:5000"
+    #: sessions without a token: least privilege, or none at all
+    allow_anonymous: bool = True
+    #: handled publishes (session.call(topic, [msg])) per session: rate/s, burst
+    publish_rate: float = Field(10.0, gt=0)
+    publish_burst: int = Field(20, gt=0)
 
     @field_validator("app")
     @classmethod
@@ -107,7 +118,9 @@ class TopicsService:
         self.config = config
         self.topics = topics
         topics.freeze()
-        self.authorizer = Authorizer(topics, self)
+        self.authorizer = Authorizer(topics, self, allow_anonymous=config.allow_anonymous)
+        self.authenticator = Authenticator(config.api_url)
+        self.limiter = RateLimiter(config.publish_rate, config.publish_burst)
         self.sessions = SessionDirectory()
         self.subscriptions: dict[int, tuple[str, str]] = {}  # id → (uri, match)
         self.memberships: dict[int, set[int]] = {}  # session id → subscription ids
@@ -198,13 +211,20 @@ class TopicsService:
                 ApplicationError.NO_SUCH_PROCEDURE, f"no topic '{uri}' takes messages"
             )
         topic, params = found
+        caller = int(details.caller or 0)
+        if not self.limiter.allow(caller):
+            raise ApplicationError(
+                ERROR_RATE_LIMITED,
+                f"slow down: at most {self.config.publish_rate:g} messages a second "
+                f"(bursts of {self.config.publish_burst})",
+            )
         if len(args) != 1 or kwargs:
             raise ApplicationError(
                 ERROR_INVALID,
                 f"call '{uri}' with exactly one argument, the "
                 "message: session.call(uri, [payload])",
             )
-        info = await self.sessions.get(int(details.caller or 0))
+        info = await self.sessions.get(caller)
         session = Session.bind(info, uri, self)
         hook = topic.hook("on_publish")
         assert hook is not None
@@ -247,8 +267,21 @@ class TopicsService:
     async def on_subscription_deleted(self, session_id: int | None, subscription_id: int) -> None:
         asyncio.get_running_loop().call_later(10, self.subscriptions.pop, subscription_id, None)
 
+    async def on_revoked(self, payload: dict[str, Any], **meta: Any) -> None:
+        """A user signed out or was disabled: end their live sessions, on every tab."""
+        if not self.is_leader or self.wamp is None or not isinstance(payload.get("user"), str):
+            return
+        killed = await self.wamp.call(
+            "wamp.session.kill_by_authid",
+            payload["user"],
+            reason="sandbar.close.signed_out",
+            message="you were signed out",
+        )
+        log.info("ended %d sessions of %s", len(killed or []), payload["user"])
+
     async def on_session_left(self, session_id: int, *_: Any) -> None:
         """A session left or its connection dropped: it unsubscribed from everything."""
+        self.limiter.forget(session_id)
         for subscription_id in sorted(self.memberships.pop(session_id, set())):
             await self._lifecycle("on_unsubscribe", session_id, subscription_id)
         self.sessions.left(session_id)
@@ -305,6 +338,7 @@ class TopicsService:
         with_details = RegisterOptions(invoke="roundrobin", details_arg="details")
         self._registrations = [
             await session.register(self.authorize, AUTHORIZE, options=shared),
+            await session.register(self.authenticator.authenticate, AUTHENTICATE, options=shared),
             await session.register(self.explain, EXPLAIN_PROCEDURE, options=with_details),
             await session.register(self.describe, LIST, options=shared),
         ]
@@ -318,6 +352,7 @@ class TopicsService:
         await session.subscribe(self.on_unsubscribed, "wamp.subscription.on_unsubscribe")
         await session.subscribe(self.on_subscription_deleted, "wamp.subscription.on_delete")
         await session.subscribe(self.on_session_left, "wamp.session.on_leave")
+        await session.subscribe(self.on_revoked, REVOKED)
         self._campaign = asyncio.ensure_future(self._campaign_for_leader(session))
         log.info("serving %d topics: %s", len(self.topics), ", ".join(self.describe()))
 
@@ -399,12 +434,39 @@ def main(argv: list[str] | None = None) -> None:
         default=5.0,
         help="cap in seconds of the reconnect backoff (default: 5)",
     )
+    parser.add_argument(
+        "--api-url",
+        default=env.get("SANDBAR_TOPICS_API_URL", "http://127.0.0.1:5000"),
+        help="the API that vouches for browsers' tokens (env SANDBAR_TOPICS_API_URL)",
+    )
+    parser.add_argument(
+        "--no-anonymous",
+        action="store_true",
+        default=env.get("SANDBAR_TOPICS_ALLOW_ANONYMOUS", "1").lower() in ("0", "false", "no"),
+        help="refuse everything to sessions without a token",
+    )
+    parser.add_argument(
+        "--publish-rate",
+        type=float,
+        default=float(env.get("SANDBAR_TOPICS_PUBLISH_RATE", 10)),
+        help="handled publishes per second per session (default: 10)",
+    )
+    parser.add_argument(
+        "--publish-burst",
+        type=int,
+        default=int(env.get("SANDBAR_TOPICS_PUBLISH_BURST", 20)),
+        help="burst allowance above the rate (default: 20)",
+    )
     args = parser.parse_args(argv)
     setup_logging()
     try:
         secret = ensure_backend_secret()
         config = TopicsConfig(
             app=args.app,
+            api_url=args.api_url,
+            allow_anonymous=not args.no_anonymous,
+            publish_rate=args.publish_rate,
+            publish_burst=args.publish_burst,
             router=RouterConnection(
                 url=args.router_url,
                 authid="topics",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -14,8 +15,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import requests
+
 BIN = Path(sys.executable).parent
 SECRET = "test-backend-secret-0123456789abcdef"
+TOKEN_SECRET = "test-token-secret-0123456789abcdef"
 
 
 def free_port() -> int:
@@ -46,7 +50,12 @@ def http_ok(url: str) -> bool:
 
 def base_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SANDBAR_")}
-    env.update(SANDBAR_BACKEND_SECRET=SECRET, PYTHONUNBUFFERED="1", **extra)
+    env.update(
+        SANDBAR_BACKEND_SECRET=SECRET,
+        SANDBAR_API_TOKEN_SECRET=TOKEN_SECRET,
+        PYTHONUNBUFFERED="1",
+        **extra,
+    )
     return env
 
 
@@ -219,6 +228,41 @@ class Api:
         self.proc.start()
         wait_until(lambda: http_ok(f"{self.url}/healthz"), timeout, "api ready")
         return self
+
+    def add_user(
+        self, username: str, password: str = "correct horse battery", role: str = "user"
+    ) -> None:
+        """Create an account with the real CLI (``sandbar-api users add``)."""
+        subprocess.run(
+            [
+                str(BIN / "sandbar-api"),
+                "users",
+                "add",
+                username,
+                "--role",
+                role,
+                "--password-stdin",
+            ],
+            input=password + "\n",
+            env=self.proc.env,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    def sign_in(self, username: str, password: str = "correct horse battery") -> str:
+        response = requests.post(
+            f"{self.url}/auth/token", json={"username": username, "password": password}, timeout=10
+        )
+        response.raise_for_status()
+        return str(response.json()["token"])
+
+    @functools.cached_property
+    def auth(self) -> dict[str, str]:
+        """Headers of a signed-in writer (created on first use)."""
+        self.add_user("writer")
+        return {"Authorization": f"Bearer {self.sign_in('writer')}"}
 
     def stop(self) -> None:
         self.proc.stop()

@@ -1,0 +1,177 @@
+"""Users and tokens: passwords hashed with scrypt (werkzeug), tokens signed and timed
+(itsdangerous). The API is the one authority on tokens: the topics service asks it
+(``GET /auth/whoami``) when a browser connects with one.
+
+A token carries the user's ``token_version``; logout or disabling the account bumps
+it, which kills every token issued before, and emits ``auth.revoked`` so the topics
+service ends the user's live WAMP sessions.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from flask import Blueprint, current_app, g, request
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlalchemy import Connection, Engine, insert, select, update
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from api.db import users
+from api.errors import ApiError, invalid
+from api.signals import auth_revoked
+
+bp = Blueprint("auth", __name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+DEV_TOKEN_SECRET = "sandbar-development-token-secret-not-for-production"
+
+
+@dataclass(frozen=True)
+class User:
+    username: str
+    role: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"user": self.username, "role": self.role, "extra": {"user": self.username}}
+
+
+class TokenError(ApiError):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(401, code, message)
+
+
+class Tokens:
+    def __init__(self, secret: str, max_age: int) -> None:
+        self.max_age = max_age
+        self._serializer = URLSafeTimedSerializer(secret, salt="sandbar.token")
+
+    def issue(self, username: str, version: int) -> str:
+        return self._serializer.dumps({"u": username, "v": version})
+
+    def identify(self, conn: Connection, token: str) -> User:
+        """The user ``token`` speaks for, or TokenError saying why not."""
+        try:
+            claims = self._serializer.loads(token, max_age=self.max_age)
+        except SignatureExpired:
+            raise TokenError("token_expired", "your sign-in has expired; sign in again") from None
+        except BadSignature:
+            raise TokenError("invalid_token", "this token is not valid; sign in again") from None
+        row = conn.execute(select(users).where(users.c.username == claims.get("u"))).one_or_none()
+        if row is None or row.disabled:
+            raise TokenError("account_disabled", "this account is disabled")
+        if row.token_version != claims.get("v"):
+            raise TokenError("token_revoked", "you signed out; sign in again")
+        return User(row.username, row.role)
+
+
+# -- user store -----------------------------------------------------------------------
+
+
+def add_user(engine: Engine, username: str, password: str, role: str = "user") -> None:
+    if (
+        not username
+        or len(username) > 64
+        or not username.replace("-", "").replace("_", "").isalnum()
+    ):
+        raise ValueError("a username is 1-64 letters, digits, '-' or '_'")
+    if len(password) < 8:
+        raise ValueError("a password needs at least 8 characters")
+    with engine.begin() as conn:
+        conn.execute(
+            insert(users).values(
+                username=username,
+                password_hash=generate_password_hash(password),
+                role=role,
+                disabled=False,
+                token_version=1,
+            )
+        )
+
+
+def revoke(conn: Connection, username: str, *, disable: bool | None = None) -> bool:
+    """End every token of ``username`` (and enable or disable the account) within ``conn``'s
+    transaction; the caller sends ``auth_revoked`` in the same one."""
+    values: dict[str, Any] = {"token_version": users.c.token_version + 1}
+    if disable is not None:
+        values["disabled"] = disable
+    changed = conn.execute(update(users).where(users.c.username == username).values(**values))
+    return bool(changed.rowcount)
+
+
+# -- HTTP -------------------------------------------------------------------------------
+
+
+def _tokens() -> Tokens:
+    tokens: Tokens = current_app.extensions["sandbar_tokens"]
+    return tokens
+
+
+def _bearer() -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise ApiError(
+            401, "unauthorized", "send 'Authorization: Bearer <token>' (POST /auth/token)"
+        )
+    return token.strip()
+
+
+def current_user() -> User:
+    """The caller named by the Bearer token (401 otherwise); cached for the request."""
+    if "sandbar_user" not in g:
+        with current_app.extensions["sandbar_db"].connect() as conn:
+            g.sandbar_user = _tokens().identify(conn, _bearer())
+    user: User = g.sandbar_user
+    return user
+
+
+def login_required(view: F) -> F:
+    """Refuse the request without a valid token (unless the app allows anonymous writes)."""
+
+    @functools.wraps(view)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        if current_app.config["SANDBAR"].require_login_to_write:
+            current_user()
+        return view(*args, **kwargs)
+
+    return guarded  # type: ignore[return-value]
+
+
+@bp.post("/auth/token")
+def sign_in() -> dict[str, Any]:
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_json", 'send JSON: {"username": ..., "password": ...}')
+    username, password = data.get("username"), data.get("password")
+    for field, value in (("username", username), ("password", password)):
+        if not isinstance(value, str) or not value:
+            raise invalid(field, "is required")
+    with current_app.extensions["sandbar_db"].connect() as conn:
+        row = conn.execute(select(users).where(users.c.username == username)).one_or_none()
+    if row is None or row.disabled or not check_password_hash(row.password_hash, str(password)):
+        raise ApiError(401, "bad_credentials", "wrong username or password")
+    tokens = _tokens()
+    return {
+        "token": tokens.issue(row.username, row.token_version),
+        "expires_in": tokens.max_age,
+        "user": row.username,
+    }
+
+
+@bp.post("/auth/logout")
+def sign_out() -> tuple[str, int]:
+    user = current_user()
+    push = current_app.extensions["sandbar_push"]
+    with push.transaction() as conn:
+        revoke(conn, user.username)
+        auth_revoked.send(current_app._get_current_object(), user=user.username)  # type: ignore[attr-defined]
+    return "", 204
+
+
+@bp.get("/auth/whoami")
+def whoami() -> dict[str, Any]:
+    """Who a token speaks for; the topics service's authenticator asks this."""
+    return current_user().as_dict()
