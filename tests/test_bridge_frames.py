@@ -93,7 +93,7 @@ def test_to_authids_route_reaches_only_that_user(bridge, router, subscribe):
     [event] = addressed.wait_for(1, timeout=5)
     assert event.args[0]["text"] == "for you"
     wait_until(lambda: bridge.stats()["published"] == 2, 5, "both addressed events published")
-    assert bridge.stats()["malformed"] == {"missing_field": 1}
+    assert bridge.stats()["malformed"] == {"bad_field": 1}
     assert bystander.snapshot() == []
     assert [e.args[0]["text"] for e in addressed.snapshot()] == ["for you"]
 
