@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from bridge.client import DEFAULT_ENDPOINT
 from sandbar.config import StrictModel, validate_config
@@ -21,6 +21,14 @@ class ApiConfig(StrictModel):
     max_request_bytes: int = Field(1024 * 1024, gt=0)
     max_title_length: int = Field(200, gt=0)
     max_body_length: int = Field(100_000, gt=0)
+    # Origins whose pages may call the API (api/cors.py); the demo page's by default.
+    cors_origins: tuple[str, ...] = ("http://127.0.0.1:8080", "http://localhost:8080")
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        """``SANDBAR_API_CORS_ORIGINS="https://a.example, https://b.example"`` (empty: none)."""
+        return [o.strip() for o in value.split(",") if o.strip()] if isinstance(value, str) else value
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> ApiConfig:
