@@ -28,7 +28,9 @@ class ApiConfig(StrictModel):
     @classmethod
     def _split_origins(cls, value: Any) -> Any:
         """``SANDBAR_API_CORS_ORIGINS="https://a.example, https://b.example"`` (empty: none)."""
-        return [o.strip() for o in value.split(",") if o.strip()] if isinstance(value, str) else value
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> ApiConfig:
