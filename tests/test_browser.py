@@ -7,6 +7,7 @@ test saves a screenshot of the working demo as .sandbar/screenshots/demo.png.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -234,15 +235,16 @@ def _fast_bridge_config() -> dict[str, Any]:
 @pytest.fixture
 def own_stack(tmp_path: Path) -> Iterator[tuple[Router, Bridge, Api]]:
     """A stack of its own, for a test that restarts the router."""
-    router = Router(tmp_path).start()
-    topics = Topics(tmp_path, router).start()
-    bridge = Bridge(tmp_path, router, _fast_bridge_config()).start()
-    api = start_api(tmp_path, bridge, router)
-    yield router, bridge, api
-    api.stop()
-    bridge.stop()
-    topics.stop()
-    router.stop()
+    with contextlib.ExitStack() as started:  # stops whatever did start, in reverse order
+        router = Router(tmp_path).start()
+        started.callback(router.stop)
+        topics = Topics(tmp_path, router).start()
+        started.callback(topics.stop)
+        bridge = Bridge(tmp_path, router, _fast_bridge_config()).start()
+        started.callback(bridge.stop)
+        api = start_api(tmp_path, bridge, router)
+        started.callback(api.stop)
+        yield router, bridge, api
 
 
 @pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
