@@ -3,13 +3,20 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The demo page's browser packages: npm installs them, `make` copies them into web/vendor/
+# (git-ignored) where the router serves them.
+NPM_STAMP := node_modules/.package-lock.json
+VENDOR    := web/vendor/autobahn.min.js
+# The browser tests drive Debian's Chromium; installed when missing (root, or through sudo).
+CHROMIUM ?= /usr/bin/chromium
+SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: up test lint install clean bench bench-quick
+.PHONY: up test lint install browser clean bench bench-quick
 
-up: $(STAMP)
+up: $(STAMP) $(VENDOR)
 	$(BIN)/sandbar up
 
-test: $(STAMP)
+test: $(STAMP) $(VENDOR) browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -24,7 +31,7 @@ bench-quick: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy
 
-install: $(STAMP)
+install: $(STAMP) $(VENDOR)
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Sandbar needs Python 3.11 or 3.12"'
@@ -33,5 +40,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
+$(NPM_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $(NPM_STAMP)
+
+$(VENDOR): $(NPM_STAMP)
+	mkdir -p $(dir $(VENDOR))
+	cp node_modules/autobahn-browser/autobahn.min.js $(VENDOR)
+
+browser:
+	@test -x $(CHROMIUM) || { \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  $(SUDO) apt-get update -q && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }
+
 clean:
-	rm -rf $(VENV) .sandbar .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .sandbar .pytest_cache .mypy_cache .ruff_cache *.egg-info node_modules web/vendor

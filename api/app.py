@@ -9,6 +9,7 @@ from sqlalchemy import Engine
 
 from api import articles, auth, events, notifications
 from api.config import ApiConfig
+from api.cors import allow_origins
 from api.db import create_schema, make_engine
 from api.errors import register_error_handlers
 from api.outbox import Outbox, OutboxSettings
@@ -32,6 +33,7 @@ def create_app(config: ApiConfig | None = None, *, sender: EventSender | None = 
     app.extensions["sandbar_db"] = engine
 
     register_error_handlers(app)
+    allow_origins(app, config.cors_origins)
     app.register_blueprint(articles.bp)
 
     @app.get("/healthz")

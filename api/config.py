@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
 from bridge.client import DEFAULT_ENDPOINT
 from sandbar.config import StrictModel, validate_config
@@ -43,6 +43,16 @@ class ApiConfig(StrictModel):
     max_request_bytes: int = Field(1024 * 1024, gt=0)
     max_title_length: int = Field(200, gt=0)
     max_body_length: int = Field(100_000, gt=0)
+    # Origins whose pages may call the API (api/cors.py); the demo page's by default.
+    cors_origins: tuple[str, ...] = ("http://127.0.0.1:8080", "http://localhost:8080")
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        """``SANDBAR_API_CORS_ORIGINS="https://a.example, https://b.example"`` (empty: none)."""
+        if isinstance(value, str):
+            return [origin.strip() for origin in value.split(",") if origin.strip()]
+        return value
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> ApiConfig:

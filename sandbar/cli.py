@@ -42,6 +42,17 @@ class UpConfig(StrictModel):
     def backend_url(self) -> str:
         return f"rs://{self.host}:{self.backend_port}"
 
+    @property
+    def demo_url(self) -> str:
+        """The demo page; it assumes the API on port 5000 unless told with ``?api=``."""
+        url = f"http://{self.host}:{self.router_port}/"
+        return url if self.api_port == 5000 else f"{url}?api=http://{self.host}:{self.api_port}"
+
+    def cors_origins(self) -> str:
+        """The demo page's origins, which the API must allow (unless set explicitly)."""
+        default = f"http://{self.host}:{self.router_port},http://localhost:{self.router_port}"
+        return os.environ.get("SANDBAR_API_CORS_ORIGINS", default)
+
     def env(self) -> dict[str, str]:
         """What each service reads; one place keeps the ports consistent."""
         return {
@@ -58,6 +69,7 @@ class UpConfig(StrictModel):
             "SANDBAR_API_BRIDGE_ENDPOINT": f"tcp://{self.host}:{self.bridge_port}",
             "SANDBAR_API_DATABASE_URL": f"sqlite:///{self.run_dir / 'api.db'}",
             "SANDBAR_TOPICS_API_URL": f"http://{self.host}:{self.api_port}",
+            "SANDBAR_API_CORS_ORIGINS": self.cors_origins(),
         }
 
 
@@ -113,7 +125,7 @@ def up(config: UpConfig) -> int:
     def announce() -> None:
         demo = _ensure_demo_user(config)
         urls = {
-            "demo page": f"http://{config.host}:{config.router_port}/",
+            "demo page": config.demo_url,
             "websocket": f"ws://{config.host}:{config.router_port}/ws  (realm sandbar)",
             "api": f"http://{config.host}:{config.api_port}/articles",
             "bridge": f"tcp://{config.host}:{config.bridge_port}",

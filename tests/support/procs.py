@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +108,16 @@ class Proc:
         return code
 
 
+@contextlib.contextmanager
+def _stopped_on_failure(proc: Proc) -> Iterator[None]:
+    """A process that never became ready is stopped, so no fixture leaks it."""
+    try:
+        yield
+    except BaseException:
+        proc.stop()
+        raise
+
+
 class Router:
     """The real Crossbar router, rendered from .crossbar/config.yaml onto free ports."""
 
@@ -140,11 +150,12 @@ class Router:
 
     def start(self, timeout: float = 30.0) -> Router:
         self.proc.start()
-        wait_until(
-            lambda: http_ok(f"http://127.0.0.1:{self.port}/") and _port_open(self.backend_port),
-            timeout,
-            "router ready",
-        )
+        with _stopped_on_failure(self.proc):
+            wait_until(
+                lambda: http_ok(f"http://127.0.0.1:{self.port}/") and _port_open(self.backend_port),
+                timeout,
+                "router ready",
+            )
         return self
 
     def stop(self) -> None:
@@ -193,7 +204,8 @@ class Bridge:
 
     def start(self, timeout: float = 20.0) -> Bridge:
         self.proc.start()
-        wait_until(lambda: self.stats()["connected"], timeout, "bridge connected", interval=0.1)
+        with _stopped_on_failure(self.proc):
+            wait_until(lambda: self.stats()["connected"], timeout, "bridge connected", interval=0.1)
         return self
 
     def kill(self) -> None:
@@ -226,7 +238,8 @@ class Api:
 
     def start(self, timeout: float = 20.0) -> Api:
         self.proc.start()
-        wait_until(lambda: http_ok(f"{self.url}/healthz"), timeout, "api ready")
+        with _stopped_on_failure(self.proc):
+            wait_until(lambda: http_ok(f"{self.url}/healthz"), timeout, "api ready")
         return self
 
     def add_user(
@@ -299,7 +312,8 @@ class Topics:
         before = self.joins()
         if not self.proc.running():
             self.proc.start()
-        wait_until(lambda: self.joins() > before, timeout, f"{self.proc.name} joined", 0.05)
+        with _stopped_on_failure(self.proc):
+            wait_until(lambda: self.joins() > before, timeout, f"{self.proc.name} joined", 0.05)
         return self
 
     def wait_rejoined(self, timeout: float = 20.0) -> None:

@@ -8,6 +8,7 @@ import inspect
 import threading
 import time
 from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -180,7 +181,9 @@ def backend_call(backend_url: str, procedure: str, *args: Any, timeout: float = 
     async def call() -> Any:
         return await call_backend(connection, procedure, *args, timeout=timeout)
 
-    return asyncio.run(call())
+    # In a thread of its own: the caller's thread may be running a loop (Playwright's sync API).
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, call()).result()
 
 
 class Client(_Peer):

@@ -1,0 +1,63 @@
+/**
+ * The demo page: one AutobahnJS connection (reconnecting forever) shared by the live
+ * article feed and the chat. Query parameters: ?api=<API base URL> (default: this host,
+ * port 5000), ?ws=<WebSocket URL> (default: /ws on this origin), ?channel=<first channel>.
+ */
+
+import { connect, defaultUrl } from "../sandbar.js";
+import { Chat } from "./chat.js";
+import { Feed } from "./feed.js";
+import { RefusalLog } from "./ui.js";
+
+const params = new URLSearchParams(window.location.search);
+const apiUrl = (params.get("api") || `${location.protocol}//${location.hostname}:5000`).replace(/\/$/, "");
+const wsUrl = params.get("ws") || defaultUrl();
+
+const $ = (selector) => document.querySelector(selector);
+const refusals = new RefusalLog($("#refusal-list"), $("#refusal-empty"), $("#refusal-count"));
+const feed = new Feed({ root: $("#feed"), apiUrl, refusals });
+const chat = new Chat({ root: $("#chat"), refusals, channels: ["general", "random", "help"] });
+
+const LABELS = { connecting: "Connecting…", open: "Open", reconnecting: "Reconnecting…", closed: "Closed" };
+
+function showState({ state, attempt, delay, reason, session }) {
+  const badge = $("#connection");
+  badge.dataset.state = state;
+  $("#connection-label").textContent = LABELS[state] || state;
+  let detail = wsUrl;
+  if (state === "open") detail = `session ${session.id} · ${wsUrl}`;
+  if (state === "reconnecting") {
+    detail = `connection ${reason}; attempt ${attempt} in ${delay.toFixed(1)} s`;
+  }
+  if (state === "closed") detail = `closed: ${reason}`;
+  $("#connection-detail").textContent = detail;
+  document.body.dataset.connection = state;
+  if (state !== "open") {
+    chat.detach();
+    feed.setStatus("paused", "Offline: the feed resumes (and catches up) when the connection is back.");
+  }
+}
+
+/** Subscribe the feed; while the topics service is away (router restart), try again. */
+async function attachFeed(session) {
+  try {
+    await feed.attach(session);
+  } catch (refusal) {
+    feed.setStatus("error", `Feed refused: ${refusal.reason || refusal.error}`);
+    refusals.add({ what: "subscribe articles", error: refusal.error, reason: refusal.reason });
+    if (refusal.temporary) setTimeout(() => session.isOpen && attachFeed(session), 1000);
+  }
+}
+
+function onOpen(session) {
+  chat.attach(session);
+  return attachFeed(session);
+}
+
+try {
+  connect({ url: wsUrl, onState: showState, onOpen });
+  const first = params.get("channel");
+  chat.join(first || "general");
+} catch (err) {
+  showState({ state: "closed", reason: err.message });
+}
