@@ -2,7 +2,7 @@
 
 A request whose ``Origin`` is in the list gets ``Access-Control-Allow-Origin`` echoed back;
 any other origin gets no CORS headers, so its browser blocks the response. ``"*"`` in the
-list allows every origin (never with credentials: the API uses none). Preflight ``OPTIONS``
+list allows every origin (no cookies are used: tokens travel in the Authorization header). Preflight ``OPTIONS``
 requests are answered by Flask's automatic OPTIONS handling; this adds the CORS headers.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from flask import Flask, Response, request
 
-ALLOWED_HEADERS = "Content-Type"
+ALLOWED_HEADERS = "Content-Type, Authorization"
 PREFLIGHT_MAX_AGE = "600"  # seconds a browser may cache the preflight answer
 
 

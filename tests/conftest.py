@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.procs import Api, Bridge, Router, Topics
+from tests.support.procs import Api, Bridge, Router, Topics, free_port
 from tests.support.wamp import Client, Subscriber
 
 
@@ -22,12 +22,19 @@ def pytest_runtest_makereport(
 
 
 @pytest.fixture(scope="session")
-def router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Router]:
+def api_port() -> int:
+    """The port every session-stack API uses (one at a time), so the topics service knows
+    where to check browsers' tokens."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def router(tmp_path_factory: pytest.TempPathFactory, api_port: int) -> Iterator[Router]:
     """One router and topics service for the session (they start in ~3 s); tests that
     restart or kill either make their own."""
     workdir = tmp_path_factory.mktemp("router")
     router = Router(workdir).start()
-    topics = Topics(workdir, router).start()
+    topics = Topics(workdir, router, api_url=f"http://127.0.0.1:{api_port}").start()
     yield router
     topics.stop()
     router.stop()
@@ -41,8 +48,8 @@ def bridge(router: Router, tmp_path: Path) -> Iterator[Bridge]:
 
 
 @pytest.fixture
-def api(bridge: Bridge, tmp_path: Path) -> Iterator[Api]:
-    api = Api(tmp_path, bridge.endpoint).start()
+def api(bridge: Bridge, tmp_path: Path, api_port: int) -> Iterator[Api]:
+    api = Api(tmp_path, bridge.endpoint, port=api_port).start()
     yield api
     api.stop()
 

@@ -48,16 +48,16 @@ def pages(chromium: Browser, request: pytest.FixtureRequest) -> Iterator[Pages]:
     made.close()
 
 
-def start_api(workdir: Path, bridge: Bridge, router: Router) -> Api:
+def start_api(workdir: Path, bridge: Bridge, router: Router, port: int | None = None) -> Api:
     """The real API, allowing the demo page's origin (the router's free port) by CORS."""
-    api = Api(workdir, bridge.endpoint)
+    api = Api(workdir, bridge.endpoint, port=port)
     api.proc.env["SANDBAR_API_CORS_ORIGINS"] = f"http://127.0.0.1:{router.port}"
     return api.start()
 
 
 @pytest.fixture
-def demo_api(router: Router, bridge: Bridge, tmp_path: Path) -> Iterator[Api]:
-    api = start_api(tmp_path, bridge, router)
+def demo_api(router: Router, bridge: Bridge, tmp_path: Path, api_port: int) -> Iterator[Api]:
+    api = start_api(tmp_path, bridge, router, port=api_port)
     yield api
     api.stop()
 
@@ -90,7 +90,9 @@ def say(page: Page, text: str) -> None:
 
 
 def post_article(api: Api, title: str, body: str = "Pushed by Sandbar.") -> dict[str, Any]:
-    response = requests.post(f"{api.url}/articles", json={"title": title, "body": body}, timeout=5)
+    response = requests.post(
+        f"{api.url}/articles", json={"title": title, "body": body}, headers=api.auth, timeout=5
+    )
     assert response.status_code == 201, response.text
     return dict(response.json())
 
@@ -132,7 +134,20 @@ def test_posted_article_appears_in_the_feed_within_2s(pages, router, demo_api):
     expect(item.locator(".article-title")).to_have_text("Hello from curl")
     expect(page.locator("#feed-list li").first).to_have_attribute("data-id", str(created["id"]))
 
-    # The page's own form: a cross-origin POST to the API, then the pushed event.
+    # The page's own form: writing needs a sign-in, and the refusal says so.
+    page.fill("#article-form [name=title]", "Anonymous")
+    page.fill("#article-form [name=body]", "Not signed in.")
+    page.click("#article-form button[type=submit]")
+    expect(page.locator("#article-status")).to_contain_text("Authorization: Bearer")
+    # Signed in (the top bar's form), the page reconnects with its token as the WAMP ticket:
+    # a cross-origin POST to the API, then the pushed event.
+    demo_api.add_user("pagewriter")
+    page.fill("#signin-form [name=username]", "pagewriter")
+    page.fill("#signin-form [name=password]", "correct horse battery")
+    page.click("#signin-form button[type=submit]")
+    expect(page.locator("#account-user")).to_have_text("pagewriter")
+    wait_open(page)
+    expect(page.locator("#connection-detail")).to_contain_text("session ")
     page.fill("#article-form [name=title]", "Hello from the form")
     page.fill("#article-form [name=body]", "Typed into the demo page.")
     page.click("#article-form button[type=submit]")

@@ -20,12 +20,12 @@ def test_preflight_and_post_from_an_allowed_origin(api):
     assert preflight.status_code == 200
     assert preflight.headers["Access-Control-Allow-Origin"] == DEMO_ORIGIN
     assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
-    assert preflight.headers["Access-Control-Allow-Headers"] == "Content-Type"
+    assert preflight.headers["Access-Control-Allow-Headers"] == "Content-Type, Authorization"
 
     created = requests.post(
         f"{api.url}/articles",
         json={"title": "t", "body": "b"},
-        headers={"Origin": DEMO_ORIGIN},
+        headers={"Origin": DEMO_ORIGIN, **api.auth},
         timeout=5,
     )
     assert created.status_code == 201
@@ -33,7 +33,7 @@ def test_preflight_and_post_from_an_allowed_origin(api):
     assert "Origin" in created.headers["Vary"]
 
     invalid = requests.post(
-        f"{api.url}/articles", json={}, headers={"Origin": DEMO_ORIGIN}, timeout=5
+        f"{api.url}/articles", json={}, headers={"Origin": DEMO_ORIGIN, **api.auth}, timeout=5
     )
     assert invalid.status_code == 400
     assert invalid.headers["Access-Control-Allow-Origin"] == DEMO_ORIGIN, "errors are readable too"

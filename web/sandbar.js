@@ -38,7 +38,8 @@ export function defaultUrl(loc = window.location) {
 }
 
 /**
- * Open a connection that retries forever. `onState({state, attempt, delay, reason})`
+ * Open a connection that retries forever. `onState({state, attempt, delay, reason,
+ * wampReason, message})`
  * reports "connecting", "open", "reconnecting" and "closed"; `onOpen(session)` runs
  * on every (re)connect, so subscribe there.
  */
@@ -65,10 +66,13 @@ export function connect({ url = defaultUrl(), realm = "sandbar", onOpen, onState
     }
   };
   connection.onclose = (reason, details) => {
+    // details.reason is the router's WAMP reason (e.g. sandbar.error.token_expired
+    // when a token is refused, sandbar.close.signed_out when the user signed out).
+    const why = { wampReason: details.reason, message: details.message };
     report(
       details.will_retry
-        ? { state: "reconnecting", attempt: details.retry_count, delay: details.retry_delay, reason }
-        : { state: "closed", reason: details.message || reason },
+        ? { state: "reconnecting", attempt: details.retry_count, delay: details.retry_delay, reason, ...why }
+        : { state: "closed", reason: details.message || reason, ...why },
     );
     return false; // returning true would cancel AutobahnJS's retries
   };

@@ -221,10 +221,15 @@ class Api:
     """The real API under gunicorn (several workers), SQLite in the test's folder."""
 
     def __init__(
-        self, workdir: Path, bridge_endpoint: str, workers: int = 2, **settings: str
+        self,
+        workdir: Path,
+        bridge_endpoint: str,
+        workers: int = 2,
+        port: int | None = None,
+        **settings: str,
     ) -> None:
         """``settings`` are extra ApiConfig fields, e.g. ``delivery="fire_and_forget"``."""
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.database = workdir / "api.db"
         env = base_env(
@@ -290,7 +295,9 @@ class Topics:
         router: Router,
         app: str = "tests.topics_app:topics",
         name: str = "topics",
+        api_url: str = "http://127.0.0.1:9",
     ) -> None:
+        """``api_url``: the API that vouches for tokens (by default nothing listens there)."""
         self.router = router
         env = base_env(PYTHONPATH=str(ROOT))
         argv = [
@@ -301,6 +308,8 @@ class Topics:
             router.backend_url,
             "--retry-max-delay",
             "0.5",
+            "--api-url",
+            api_url,
         ]
         self.proc = Proc(name, argv, env, workdir)
         self._joins_seen = 0

@@ -9,8 +9,9 @@ import { clockTime, el } from "./ui.js";
 const RECENT = 20;
 
 export class Feed {
-  constructor({ root, apiUrl, refusals }) {
+  constructor({ root, apiUrl, refusals, account }) {
     this.apiUrl = apiUrl;
+    this.account = account;
     this.refusals = refusals;
     this.list = root.querySelector("#feed-list");
     this.empty = root.querySelector("#feed-empty");
@@ -88,7 +89,7 @@ export class Feed {
     try {
       const response = await fetch(`${this.apiUrl}/articles`, {
         method: "POST",
-        headers: { "Content-Type": "application/json" },
+        headers: { "Content-Type": "application/json", ...this.account.headers() },
         body: JSON.stringify({ title: data.get("title"), body: data.get("body") }),
       });
       const body = await response.json();

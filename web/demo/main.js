@@ -5,6 +5,7 @@
  */
 
 import { connect, defaultUrl } from "../sandbar.js";
+import { Account } from "./account.js";
 import { Chat } from "./chat.js";
 import { Feed } from "./feed.js";
 import { RefusalLog } from "./ui.js";
@@ -15,12 +16,20 @@ const wsUrl = params.get("ws") || defaultUrl();
 
 const $ = (selector) => document.querySelector(selector);
 const refusals = new RefusalLog($("#refusal-list"), $("#refusal-empty"), $("#refusal-count"));
-const feed = new Feed({ root: $("#feed"), apiUrl, refusals });
+const account = new Account({ root: $("#account"), apiUrl, onChange: reconnect });
+const feed = new Feed({ root: $("#feed"), apiUrl, refusals, account });
 const chat = new Chat({ root: $("#chat"), refusals, channels: ["general", "random", "help"] });
 
 const LABELS = { connecting: "Connecting…", open: "Open", reconnecting: "Reconnecting…", closed: "Closed" };
 
-function showState({ state, attempt, delay, reason, session }) {
+/** A signed-out or expired token: fall back to an anonymous session. */
+const TOKEN_ENDED = /^sandbar\.(error\.(token_|invalid_token|account_disabled)|close\.signed_out)/;
+
+function showState({ state, attempt, delay, reason, session, wampReason, message }) {
+  if (state !== "open" && TOKEN_ENDED.test(wampReason || "")) {
+    account.forget(`Signed out: ${message || wampReason}`);
+    return;
+  }
   const badge = $("#connection");
   badge.dataset.state = state;
   $("#connection-label").textContent = LABELS[state] || state;
@@ -54,10 +63,21 @@ function onOpen(session) {
   return attachFeed(session);
 }
 
-try {
-  connect({ url: wsUrl, onState: showState, onOpen });
-  const first = params.get("channel");
-  chat.join(first || "general");
-} catch (err) {
-  showState({ state: "closed", reason: err.message });
+let connection = null;
+
+/** (Re)open the connection with the current identity (after signing in or out). */
+function reconnect() {
+  if (connection) {
+    const old = connection;
+    old.onclose = () => true; // stop its retries: a new one takes over
+    old.close();
+  }
+  try {
+    connection = connect({ url: wsUrl, onState: showState, onOpen, ...account.wampOptions() });
+  } catch (err) {
+    showState({ state: "closed", reason: err.message });
+  }
 }
+
+reconnect();
+chat.join(params.get("channel") || "general");
