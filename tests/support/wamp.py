@@ -67,7 +67,16 @@ class _Peer:
     """A real AutobahnPython session on its own loop thread; anonymous over WebSocket, or a
     backend principal (``authid``) over rawsocket."""
 
-    def __init__(self, url: str, *, authid: str | None = None, reconnect: bool = True) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        authid: str | None = None,
+        reconnect: bool = True,
+        ticket: str | None = None,
+    ) -> None:
+        """``authid`` alone: a backend principal (the backend secret); with ``ticket``: a
+        browser signing in with that token."""
         self._thread = LoopThread()
         self._closed = False
         transport: dict[str, Any] = {"url": url, "max_retries": -1 if reconnect else 0}
@@ -77,7 +86,9 @@ class _Peer:
             transport.update(type="rawsocket", serializer="msgpack")
         else:
             transport.update(serializers=["json"])
-        authentication = {"ticket": {"authid": authid, "ticket": SECRET}} if authid else None
+        authentication = None
+        if authid or ticket:
+            authentication = {"ticket": {"authid": authid or "user", "ticket": ticket or SECRET}}
         self._component = Component(
             transports=[transport], realm="sandbar", authentication=authentication
         )
@@ -189,17 +200,35 @@ def backend_call(backend_url: str, procedure: str, *args: Any, timeout: float = 
 class Client(_Peer):
     """One plain session for trying things (subscribe, call, publish) and seeing the answer."""
 
-    def __init__(self, url: str, *, authid: str | None = None) -> None:
-        super().__init__(url, authid=authid, reconnect=False)
+    def __init__(self, url: str, *, authid: str | None = None, ticket: str | None = None) -> None:
+        """Raises ApplicationError with the router's reason when the session is refused."""
+        super().__init__(url, authid=authid, reconnect=False, ticket=ticket)
         self.events: list[Event] = []
+        self.left: asyncio.Future[Any] = self._thread.loop.create_future()
         self._joined: asyncio.Future[Any] = self._thread.loop.create_future()
         self._component.on("join", self._on_join)
+        self._component.on("leave", self._on_leave)
         self._thread.loop.call_soon_threadsafe(self._component.start, self._thread.loop)
         self.session = self._thread.run(self._wait_joined(), timeout=15)
 
     async def _on_join(self, session: Any, details: Any) -> None:
         if not self._joined.done():
             self._joined.set_result(session)
+
+    def _on_leave(self, session: Any, details: Any) -> None:
+        refusal = ApplicationError(details.reason, details.message)
+        if not self._joined.done():
+            self._joined.set_exception(refusal)
+        if not self.left.done():
+            self.left.set_result(details)
+
+    def wait_left(self, timeout: float = 5.0) -> Any:
+        """The close details once the router ends this session (e.g. signed out)."""
+
+        async def wait() -> Any:
+            return await asyncio.wait_for(asyncio.shield(self.left), timeout)
+
+        return self._thread.run(wait(), timeout + 1)
 
     async def _wait_joined(self) -> Any:
         return await asyncio.wait_for(self._joined, 15)
