@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bridge.envelope import Envelope, MalformedFrame
+from tests.support.procs import wait_until
 from topics.examples import topics as example_topics
 from topics.patterns import TopicPattern
 
@@ -32,8 +33,11 @@ def end_to_end(api, subscriber, title: str) -> None:
         f"{api.url}/articles", json={"title": title, "body": "b"}, headers=api.auth, timeout=5
     )
     assert response.status_code == 201
-    subscriber.wait_for(1, timeout=5)
-    assert any(e.args[0]["title"] == title for e in subscriber.snapshot())
+    wait_until(
+        lambda: any(e.args[0].get("title") == title for e in subscriber.snapshot()),
+        10,
+        f"'{title}' delivered",
+    )
 
 
 def test_envelope_parser_takes_any_bytes_and_any_json():
