@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask
+from pydantic import SecretStr
 from sqlalchemy import Engine
 
 from api import articles, auth, events, notifications
@@ -50,11 +51,23 @@ def create_app(config: ApiConfig | None = None, *, sender: EventSender | None = 
         secret or require_secret("SANDBAR_API_TOKEN_SECRET", auth.DEV_TOKEN_SECRET),
         config.token_max_age,
     )
-    push = Push(app, engine, sender=sender, outbox=_outbox(config, engine))
+    push = Push(app, engine, sender=sender or _sender(config), outbox=_outbox(config, engine))
     push.forward(article_created, lambda article: article)
     push.forward(user_notified, lambda notification: notification)
     push.forward(auth_revoked)
     return app
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
+def _sender(config: ApiConfig) -> EventSender:
+    return EventSender(
+        config.bridge_endpoint,
+        curve_server_key=config.bridge_curve_server_key,
+        curve_secret_key=_secret(config.bridge_curve_secret_key),
+    )
 
 
 def _outbox(config: ApiConfig, engine: Engine) -> Outbox | None:
@@ -62,6 +75,8 @@ def _outbox(config: ApiConfig, engine: Engine) -> Outbox | None:
         return None
     settings = OutboxSettings(
         bridge_endpoint=config.bridge_endpoint,
+        curve_server_key=config.bridge_curve_server_key,
+        curve_secret_key=_secret(config.bridge_curve_secret_key),
         lease_seconds=config.outbox_lease_seconds,
         retention_seconds=config.outbox_retention_seconds,
         retention_rows=config.outbox_retention_rows,

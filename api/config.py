@@ -23,6 +23,9 @@ SERVER_VARS = frozenset(
 class ApiConfig(StrictModel):
     database_url: str = f"sqlite:///{RUN_DIR / 'api.db'}"
     bridge_endpoint: str = DEFAULT_ENDPOINT
+    #: CURVE (optional, for a bridge on another host): its public key and ours, secret
+    bridge_curve_server_key: str | None = None
+    bridge_curve_secret_key: SecretStr | None = None
     #: "reliable": transactional outbox, resent until the bridge acknowledges;
     #: "fire_and_forget": sent once after commit, not tracked.
     delivery: Literal["reliable", "fire_and_forget"] = "reliable"

@@ -31,6 +31,7 @@ from sqlalchemy import Connection, Engine, and_, case, delete, func, insert, sel
 from sqlalchemy.dialects import postgresql, sqlite
 
 from api.db import outbox, outbox_epoch, topic_seqs
+from bridge.curve import connect_as_client
 from bridge.envelope import Ack, Envelope, MalformedFrame
 from bridge.routes import RouteTable
 
@@ -44,6 +45,8 @@ def now_ms() -> int:
 @dataclass(frozen=True)
 class OutboxSettings:
     bridge_endpoint: str
+    curve_server_key: str | None = None  # CURVE: the bridge's public key ...
+    curve_secret_key: str | None = None  # ... and this sender's secret key
     lease_seconds: float = 3.0  # first resend after this long without an ack; then doubles
     max_lease_seconds: float = 60.0
     scan_interval: float = 0.5  # how often a relay looks for expired leases
@@ -188,6 +191,10 @@ class Relay:
     def _run(self, wake_fd: int) -> None:
         socket: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
         socket.setsockopt(zmq.LINGER, 0)
+        if self.settings.curve_server_key:
+            connect_as_client(
+                socket, self.settings.curve_server_key, self.settings.curve_secret_key or ""
+            )
         socket.connect(self.settings.bridge_endpoint)
         poller = zmq.Poller()
         poller.register(socket, zmq.POLLIN)

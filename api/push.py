@@ -84,6 +84,8 @@ class Push:
         self.outbox = outbox
         if outbox is None:
             self.sender = sender or EventSender(app.config["SANDBAR"].bridge_endpoint)
+        else:
+            self.sender = sender
         app.extensions["sandbar_push"] = self
 
     def forward(self, signal: NamedSignal, payload: PayloadFactory | None = None) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import zmq
 
+from bridge.curve import connect_as_client
 from bridge.envelope import DEFAULT_MAX_FRAME_BYTES, Envelope
 
 log = logging.getLogger("sandbar.bridge.client")
@@ -35,8 +36,13 @@ class EventSender:
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         queue_size: int = 10_000,
         linger_ms: int = 2_000,
+        curve_server_key: str | None = None,
+        curve_secret_key: str | None = None,
     ) -> None:
+        """With ``curve_server_key`` (the bridge's public key) and ``curve_secret_key`` (this
+        sender's), the connection is encrypted and the bridge knows who sends."""
         self.endpoint = endpoint
+        self.curve = (curve_server_key, curve_secret_key) if curve_server_key else None
         self.max_frame_bytes = max_frame_bytes
         self.queue_size = queue_size
         self.linger_ms = linger_ms
@@ -76,6 +82,9 @@ class EventSender:
             socket: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
             socket.setsockopt(zmq.SNDHWM, self.queue_size)
             socket.setsockopt(zmq.LINGER, self.linger_ms)
+            if self.curve is not None:
+                server_key, secret_key = self.curve
+                connect_as_client(socket, server_key, secret_key or "")
             socket.connect(self.endpoint)
             local.socket, local.pid = socket, os.getpid()
         return local.socket

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import yaml
-from pydantic import BeforeValidator, Field, field_validator
+from pydantic import BeforeValidator, Field, SecretStr, field_validator
 
+from bridge.curve import check_key
 from bridge.envelope import DEFAULT_MAX_FRAME_BYTES
 from bridge.routes import Route, RouteTable, TopicTemplate
 from sandbar.config import (
@@ -38,6 +39,21 @@ Template = Annotated[TopicTemplate, BeforeValidator(_compile_template)]
 class ZmqSettings(StrictModel):
     bind: str = "tcp://127.0.0.1:5555"
     max_frame_bytes: int = Field(DEFAULT_MAX_FRAME_BYTES, gt=0)
+    #: CURVE (optional): the bridge's secret key, and the public keys of allowed senders
+    curve_secret_key: SecretStr | None = None
+    curve_clients: tuple[str, ...] = ()
+
+    @field_validator("curve_clients")
+    @classmethod
+    def _check_clients(cls, keys: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(check_key(key) for key in keys)
+
+    @field_validator("curve_secret_key")
+    @classmethod
+    def _check_secret(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None:
+            check_key(key.get_secret_value())
+        return key
 
     @field_validator("bind")
     @classmethod

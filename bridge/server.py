@@ -26,6 +26,7 @@ import zmq.asyncio
 from autobahn.wamp.exception import ApplicationError, TransportLost
 from autobahn.wamp.types import PublishOptions, SubscribeOptions
 
+from bridge import curve
 from bridge.config import DEFAULT_PATH, BridgeConfig, load_config
 from bridge.envelope import Ack, Envelope, MalformedFrame
 from bridge.routes import Publication
@@ -325,6 +326,15 @@ class Bridge:
         socket = self._socket = context.socket(zmq.ROUTER)
         socket.setsockopt(zmq.LINGER, 0)
         socket.setsockopt(zmq.RCVHWM, self.config.publish.buffer_size)
+        authenticator = None
+        if self.config.zmq.curve_secret_key is not None:
+            authenticator = curve.serve(
+                context,
+                socket,
+                self.config.zmq.curve_secret_key.get_secret_value(),
+                self.config.zmq.curve_clients,
+            )
+            log.info("CURVE on: %d allowed sender keys", len(self.config.zmq.curve_clients))
         try:
             socket.bind(self.config.zmq.bind)
         except zmq.ZMQError as exc:
@@ -366,6 +376,8 @@ class Bridge:
             gaps.cancel()
             await asyncio.gather(pump, gaps, return_exceptions=True)
             socket.close()
+            if authenticator is not None:
+                authenticator.stop()
             context.term()
             log.info("stopped: %s", stats)
 

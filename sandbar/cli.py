@@ -194,6 +194,7 @@ def main(argv: list[str] | None = None) -> None:
             type=type(default),
             help=f"(default: {default})",
         )
+    commands.add_parser("curve-keys", help="print a new ZeroMQ CURVE key pair (public, secret)")
     health_parser = commands.add_parser(
         "health", help="exit 0 if a service is ready (for container healthchecks)"
     )
@@ -204,6 +205,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     setup_logging()
     try:
+        if args.command == "curve-keys":
+            from bridge.curve import new_keypair
+
+            public, secret = new_keypair()
+            print(f"public: {public}\nsecret: {secret}")
+            raise SystemExit(0)
         if args.command == "health":
             raise SystemExit(health(args.service, args.url))
         config = UpConfig(**{k: v for k, v in vars(args).items() if k != "command"})

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -179,7 +179,7 @@ class Bridge:
         self,
         workdir: Path,
         router: Router,
-        config: dict[str, object] | None = None,
+        config: Mapping[str, Any] | None = None,
         router_url: str | None = None,
     ) -> None:
         self.router = router
@@ -190,7 +190,7 @@ class Bridge:
             import yaml
 
             path = workdir / "bridge.yaml"
-            path.write_text(yaml.safe_dump(config))
+            path.write_text(yaml.safe_dump(dict(config)))
         env = base_env(
             SANDBAR_BRIDGE_BIND=self.endpoint,
             SANDBAR_ROUTER_BACKEND_URL=router_url or router.backend_url,

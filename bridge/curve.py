@@ -1,0 +1,74 @@
+"""Optional ZeroMQ CURVE: encryption and client keys, for an API and a bridge on different
+hosts. Keys are Z85 strings (40 characters); ``sandbar curve-keys`` prints a new pair.
+
+The bridge (server) holds its secret key and a list of allowed client public keys; each
+sender holds the bridge's public key and its own secret key.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+import zmq
+import zmq.asyncio
+import zmq.auth.asyncio
+
+log = logging.getLogger("sandbar.bridge.curve")
+
+
+def check_key(key: str) -> str:
+    """A Z85-encoded 32-byte CURVE key, or ValueError saying how to make one."""
+    try:
+        if len(key) != 40:
+            raise ValueError
+        zmq.utils.z85.decode(key.encode())
+    except ValueError:
+        raise ValueError(
+            "not a CURVE key: expected 40 Z85 characters; make a pair with `sandbar curve-keys`"
+        ) from None
+    return key
+
+
+def public_key(secret_key: str) -> str:
+    return zmq.curve_public(secret_key.encode()).decode()
+
+
+def new_keypair() -> tuple[str, str]:
+    """(public, secret)"""
+    public, secret = zmq.curve_keypair()
+    return public.decode(), secret.decode()
+
+
+class _AllowList:
+    def __init__(self, keys: Iterable[str]) -> None:
+        self.keys = {key.encode() for key in keys}
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        allowed = key in self.keys
+        if not allowed:
+            log.warning("refused a ZeroMQ client with an unknown CURVE key %s", key.decode())
+        return allowed
+
+
+def serve(
+    context: zmq.asyncio.Context,
+    socket: zmq.asyncio.Socket,
+    secret_key: str,
+    allowed_clients: Iterable[str],
+) -> zmq.auth.asyncio.AsyncioAuthenticator:
+    """Make ``socket`` a CURVE server that admits only ``allowed_clients``."""
+    authenticator = zmq.auth.asyncio.AsyncioAuthenticator(context)
+    authenticator.start()
+    authenticator.configure_curve_callback("*", credentials_provider=_AllowList(allowed_clients))
+    socket.curve_secretkey = secret_key.encode()
+    socket.curve_publickey = public_key(secret_key).encode()
+    socket.curve_server = True
+    return authenticator
+
+
+def connect_as_client(socket: zmq.Socket[bytes], server_key: str, secret_key: str) -> None:
+    """Before ``connect``: encrypt to the bridge ``server_key`` and prove who we are."""
+    socket.curve_serverkey = server_key.encode()
+    socket.curve_secretkey = secret_key.encode()
+    socket.curve_publickey = public_key(secret_key).encode()
