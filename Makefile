@@ -13,6 +13,7 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	bash docker/engine.sh  # the compose test needs a Docker engine: installs/starts one if need be
 	$(BIN)/pytest
 
 lint: $(STAMP)
