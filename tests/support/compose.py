@@ -109,6 +109,13 @@ def trust_host_cas() -> None:
             shutil.copyfile(cert, target)
 
 
+def image_id(image: str) -> str | None:
+    try:
+        return run(["docker", "image", "inspect", "--format", "{{.Id}}", image], 30).strip()
+    except DockerError:
+        return None
+
+
 def base_image() -> str:
     """The official slim Python image if it can be had, else the local debootstrap one."""
     return run(["bash", str(BASE_IMAGE_SCRIPT)], timeout=900).strip().splitlines()[-1]
@@ -156,7 +163,12 @@ class Stack:
         return run(argv, timeout, self.env())
 
     def build(self) -> None:
-        self("build", timeout=900)
+        """Build the one image all services share (building it per service would only
+        leave duplicate untagged images behind); drop the image it replaces."""
+        before = image_id(TEST_IMAGE)
+        self("build", "router", timeout=900)
+        if before and before != image_id(TEST_IMAGE):
+            subprocess.run(["docker", "rmi", before], capture_output=True, timeout=60)
 
     def up(self, timeout: float = 240) -> None:
         """Start every service and return once all are healthy (v1: by polling)."""
