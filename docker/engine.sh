@@ -42,6 +42,7 @@ for _ in $(seq 1 60); do
     if docker info >/dev/null 2>&1; then exit 0; fi
     sleep 1
 done
-say "the Docker engine did not answer within 60 s; last lines of $LOG:"
-tail -n 20 "$LOG" >&2 || true
+echo "--- last lines of $LOG:" >&2
+tail -n 10 "$LOG" >&2 || true
+say "the Docker engine did not answer within 60 s (docker info: $(docker info 2>&1 | tail -n 1))"
 exit 1
