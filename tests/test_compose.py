@@ -1,6 +1,7 @@
 """docker-compose.yml, really run: build the image, start the stack on free ports, POST an
 article to the published API and receive it over the published WebSocket, crash the bridge
-and see Docker restart it and the next article arrive. With Compose v2 and Debian's 1.29."""
+and see Docker restart it and the next article arrive, replace the api container and find
+the articles still there (the named volume). With Compose v2 and Debian's 1.29."""
 
 from __future__ import annotations
 
@@ -98,5 +99,11 @@ def test_stack_delivers_and_restarts_a_crashed_bridge(stack: Stack) -> None:
     finally:
         subscriber.close()
 
+    page = requests.get(f"http://127.0.0.1:{stack.router_port}/", timeout=10)
+    assert page.status_code == 200 and "autobahn" in page.text.lower(), "demo page served"
+
+    old_api = stack.containers()["api"]["Id"]
+    stack.recreate("api")
+    assert stack.containers()["api"]["Id"] != old_api
     listed = requests.get(f"{stack.api_url}/articles", timeout=10).json()["articles"]
-    assert [a["id"] for a in listed] == [second["id"], first["id"]]
+    assert [a["id"] for a in listed] == [second["id"], first["id"]], "the DB is on the volume"

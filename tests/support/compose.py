@@ -177,6 +177,12 @@ class Stack:
         if not wait:
             self.wait_healthy(timeout)
 
+    def recreate(self, service: str, timeout: float = 120) -> None:
+        """Replace one service's container with a new one and wait until all are healthy."""
+        args = ["up", "--detach", "--no-build", "--no-deps", "--force-recreate", service]
+        self(*args, timeout=timeout)
+        self.wait_healthy(timeout)
+
     def supports_wait(self) -> bool:
         return "--wait" in self("up", "--help", timeout=30)
 
