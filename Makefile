@@ -20,6 +20,7 @@ test: $(STAMP) $(VENDOR) browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	bash docker/engine.sh  # the compose test needs a Docker engine: installs/starts one if need be
 	$(BIN)/pytest
 
 bench: $(STAMP)
