@@ -269,6 +269,8 @@ def test_page_reconnects_after_router_restart_and_keeps_receiving(pages, own_sta
     channel = unique_channel()
     page = pages.open(channel=channel)
     wait_joined(page, channel, members=1)
+    before = post_article(api, f"Before the {how} restart")
+    expect(article(page, before["id"])).to_have_attribute("data-live", "true", timeout=5000)
 
     if how == "SIGKILL":
         os.killpg(router.proc.pid, signal.SIGKILL)
@@ -276,6 +278,9 @@ def test_page_reconnects_after_router_restart_and_keeps_receiving(pages, own_sta
     expect(page.locator("#connection")).to_have_attribute("data-state", "reconnecting")
     expect(page.locator("#connection-detail")).to_contain_text("attempt")
     expect(page.locator("#chat-text")).to_be_disabled()
+    # Committed while the page is away: it arrives live or, if it went out before the page
+    # was back, through the catch-up (GET /events) the page makes on reconnecting.
+    away = post_article(api, f"During the {how} restart")
     router.start()
     restarted = time.monotonic()
 
@@ -285,6 +290,10 @@ def test_page_reconnects_after_router_restart_and_keeps_receiving(pages, own_sta
     wait_joined(page, channel, members=1, timeout=20)
     wait_until(lambda: bridge.stats()["connected"], 20, "bridge reconnected", interval=0.1)
 
+    expect(article(page, away["id"])).to_be_visible(timeout=10_000)
+    print(
+        f"\narticle posted while away shown as: {article(page, away['id']).get_attribute('data-live')}"
+    )
     created = post_article(api, f"After the {how} restart")
     expect(article(page, created["id"])).to_have_attribute("data-live", "true", timeout=5000)
     say(page, "still here")

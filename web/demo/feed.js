@@ -28,9 +28,43 @@ export class Feed {
 
   /** On every (re)connect: subscribe, then fill in what was published while away. */
   async attach(session) {
-    await subscribe(session, "articles", (article, meta) => this.show(article, meta));
+    await subscribe(session, "articles", (article, meta) => this.onEvent(article, meta));
     this.setStatus("live", "Live: new articles appear here the moment they are created.");
-    await this.loadRecent();
+    if (!(await this.catchUp())) await this.loadRecent();
+  }
+
+  /** Live events carry a per-topic seq (and the outbox's epoch): remember where we are. */
+  onEvent(article, meta) {
+    if (meta && Number.isInteger(meta.seq)) {
+      if (meta.epoch !== this.epoch) this.seq = 0; // a new database numbers from 1 again
+      this.epoch = meta.epoch;
+      this.seq = Math.max(this.seq || 0, meta.seq);
+    }
+    this.show(article, meta);
+  }
+
+  /**
+   * After a reconnect, fetch exactly what was published while away (GET /events, from the
+   * API's outbox). Returns false when there is nothing to go on (first load, or the
+   * events are older than the API keeps), so the caller loads recent articles instead.
+   */
+  async catchUp() {
+    if (!this.seq) return false;
+    try {
+      for (;;) {
+        const query = new URLSearchParams({ topic: "articles", after: this.seq, limit: 500 });
+        const response = await fetch(`${this.apiUrl}/events?${query}`, { headers: this.account.headers() });
+        const page = await response.json();
+        if (!response.ok || page.truncated) return false;
+        for (const event of page.events) {
+          this.seq = Math.max(this.seq, event.seq);
+          this.show(event.payload, { id: event.id, ts: event.ts, caughtUp: true });
+        }
+        if (!page.more) return true;
+      }
+    } catch (err) {
+      return false;
+    }
   }
 
   async loadRecent() {
@@ -56,12 +90,12 @@ export class Feed {
     const when = Date.parse(article.created_at) || (meta && meta.ts) || Date.now();
     const item = el(
       "li.article",
-      { dataset: { id: article.id, live: meta ? "true" : "false" } },
+      { dataset: { id: article.id, live: !meta ? "false" : meta.caughtUp ? "caught-up" : "true" } },
       el(
         "div.article-head",
         {},
         el("h3.article-title", {}, article.title),
-        meta ? el("span.badge.badge-live", { title: `event ${meta.id}` }, "live") : null,
+        meta ? el("span.badge.badge-live", { title: `event ${meta.id}` }, meta.caughtUp ? "caught up" : "live") : null,
       ),
       el("p.article-body", {}, article.body),
       el("div.article-meta", {}, `#${article.id} · ${clockTime(when)}`),
