@@ -15,10 +15,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, Unpack
 
 from topics.patterns import PatternError, TopicPattern
-from topics.session import Runtime
+from topics.session import Addressing, Runtime
 
 H = TypeVar("H")
 Match = Literal["exact", "prefix", "wildcard"]
@@ -150,27 +150,12 @@ class TopicRouter:
         self._runtime = runtime
 
     def publish(
-        self,
-        uri: str,
-        payload: Any,
-        *,
-        name: str = "message",
-        sessions: list[int] | None = None,
-        authids: list[str] | None = None,
-        exclude_sessions: list[int] | None = None,
-        exclude_authids: list[str] | None = None,
+        self, uri: str, payload: Any, **addressing: Unpack[Addressing]
     ) -> asyncio.Future[int | None]:
         """Send an event on ``uri``: to everyone, to some sessions or authids (all tabs of
-        a user), or to all but some. Returns a future of the publication id."""
-        return self._running().publish(
-            uri,
-            payload,
-            name=name,
-            sessions=sessions,
-            authids=authids,
-            exclude_sessions=exclude_sessions,
-            exclude_authids=exclude_authids,
-        )
+        a user), or to all but some (see :class:`Addressing`). Returns a future of the
+        publication id."""
+        return self._running().publish(uri, payload, **addressing)
 
     async def subscriber_count(self, uri: str) -> int:
         """How many sessions are subscribed to ``uri`` now (the router's count)."""

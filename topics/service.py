@@ -21,7 +21,7 @@ import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.types import CallDetails, PublishOptions, RegisterOptions
@@ -38,7 +38,7 @@ from topics.directory import SessionDirectory
 from topics.gate import Authenticator, RateLimiter
 from topics.handlers import HandlerFailed, Reject, call_hook
 from topics.registry import TopicRouter
-from topics.session import Session, SessionInfo
+from topics.session import Addressing, Session, SessionInfo
 
 log = logging.getLogger("sandbar.topics")
 T = TypeVar("T")
@@ -133,23 +133,16 @@ class TopicsService:
     # -- sending ------------------------------------------------------------------
 
     def publish(
-        self,
-        uri: str,
-        payload: Any,
-        *,
-        name: str = "message",
-        sessions: list[int] | None = None,
-        authids: list[str] | None = None,
-        exclude_sessions: list[int] | None = None,
-        exclude_authids: list[str] | None = None,
+        self, uri: str, payload: Any, **addressing: Unpack[Addressing]
     ) -> asyncio.Future[int | None]:
         options = PublishOptions(
             acknowledge=True,
-            eligible=sessions,
-            eligible_authid=authids,
-            exclude=exclude_sessions,
-            exclude_authid=exclude_authids,
+            eligible=addressing.get("sessions"),  # [] means nobody, not everyone
+            eligible_authid=addressing.get("authids"),
+            exclude=addressing.get("exclude_sessions") or None,
+            exclude_authid=addressing.get("exclude_authids") or None,
         )
+        name = addressing.get("name", "message")
         future = asyncio.ensure_future(self._publish(uri, payload, name, options))
         future.add_done_callback(_log_failure(uri))
         return future

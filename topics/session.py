@@ -5,22 +5,24 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict, Unpack
+
+
+class Addressing(TypedDict, total=False):
+    """Who gets an event topic code publishes (default: every subscriber of the topic)."""
+
+    name: str  # the event's name in its kwargs (default "message")
+    sessions: list[int]  # only these sessions
+    authids: list[str]  # only these users, on every tab
+    exclude_sessions: list[int]
+    exclude_authids: list[str]
 
 
 class Runtime(Protocol):
     """What a running topics service offers topic code."""
 
     def publish(
-        self,
-        uri: str,
-        payload: Any,
-        *,
-        name: str = "message",
-        sessions: list[int] | None = None,
-        authids: list[str] | None = None,
-        exclude_sessions: list[int] | None = None,
-        exclude_authids: list[str] | None = None,
+        self, uri: str, payload: Any, **addressing: Unpack[Addressing]
     ) -> asyncio.Future[int | None]: ...
 
     async def subscriber_count(self, uri: str) -> int: ...
@@ -76,7 +78,7 @@ class Session(SessionInfo):
         self, payload: Any, *, name: str = "message", exclude_me: bool = False
     ) -> asyncio.Future[int | None]:
         """Send to every subscriber of this topic, optionally not to this session."""
-        exclude = [self.id] if exclude_me else None
+        exclude = [self.id] if exclude_me else []
         return self._runtime().publish(self.uri, payload, name=name, exclude_sessions=exclude)
 
     async def subscriber_count(self) -> int:
