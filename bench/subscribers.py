@@ -28,6 +28,8 @@ class _Tally:
     def __init__(self) -> None:
         self.arrivals: Arrivals = {}
         self.total = 0
+        self.dropped = 0  # sessions the router closed (e.g. auto-ping timeout while lagging)
+        self.sessions: list[_Sink] = []
 
     def on_event(self, payload: dict[str, Any], *args: Any, **kwargs: Any) -> None:
         now = time.monotonic()
@@ -44,13 +46,19 @@ class _Sink(ApplicationSession):
     def __init__(self, topic: str, tally: _Tally, ready: asyncio.Future[None]) -> None:
         super().__init__(ComponentConfig("sandbar"))
         self.topic, self.tally, self.ready = topic, tally, ready
+        self.stopping = False
 
     async def onJoin(self, details: Any) -> None:
         try:
             await self.subscribe(self.tally.on_event, self.topic)
+            self.tally.sessions.append(self)
             self.ready.set_result(None)
         except Exception as exc:
             self.ready.set_exception(exc)
+
+    def onDisconnect(self) -> None:
+        if not self.stopping:
+            self.tally.dropped += 1
 
 
 async def _connect(url: str, topic: str, tally: _Tally) -> None:
@@ -75,13 +83,18 @@ async def _serve(url: str, topic: str, count: int, pipe: Connection) -> None:
     while True:
         command = await loop.run_in_executor(None, pipe.recv)
         if command[0] == "stop":
+            for session in tally.sessions:
+                session.stopping = True
+                if session.is_attached():
+                    session.leave()
+            await asyncio.sleep(0.2)
             return
         _, expected, timeout = command
         deadline = time.monotonic() + timeout
-        while tally.total < expected and time.monotonic() < deadline:
+        while tally.total < expected and not tally.dropped and time.monotonic() < deadline:
             await asyncio.sleep(0.002)
         await asyncio.sleep(0.02)  # let a duplicate show itself
-        pipe.send((tally.total, tally.arrivals))
+        pipe.send((tally.total, tally.dropped, tally.arrivals))
         tally.arrivals, tally.total = {}, 0
 
 
@@ -122,12 +135,13 @@ class SubscriberPool:
         for pipe, _, share in self._children:
             pipe.send(("collect", events * share, timeout))
         merged: Arrivals = {}
-        total = 0
+        total = dropped = 0
         for pipe, _, _ in self._children:
             if not pipe.poll(timeout + 10):
                 raise TimeoutError("subscriber pool did not answer")
-            got, arrivals = pipe.recv()
+            got, lost_sessions, arrivals = pipe.recv()
             total += got
+            dropped += lost_sessions
             for key, (first, last, n) in arrivals.items():
                 seen = merged.get(key)
                 merged[key] = (
@@ -138,7 +152,8 @@ class SubscriberPool:
         if total != events * self.count:
             raise RuntimeError(
                 f"sent {events} events to {self.count} subscribers: expected "
-                f"{events * self.count} deliveries, got {total} (lost or duplicated)"
+                f"{events * self.count} deliveries, got {total} (lost or duplicated); "
+                f"{dropped} subscriber connection(s) dropped by the router"
             )
         return merged
 
