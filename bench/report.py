@@ -95,6 +95,7 @@ def figure(r: dict[str, Any], out: Path) -> None:
     right.bar([i - 0.2 for i in x], one, 0.4, label="events/s, 1 subscriber")
     right.bar([i + 0.2 for i in x], ten, 0.4, label="deliveries/s, 10 subscribers")
     right.set_xticks(list(x), paths)
+    right.set_ylim(0, max(one + ten) * 1.3)  # room for the legend
     right.set_title("Throughput, counted at the subscribers")
     right.legend()
     right.grid(True, axis="y", alpha=0.3)

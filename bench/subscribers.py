@@ -15,6 +15,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 from urllib.parse import urlsplit
 
+import txaio
 from autobahn.asyncio.wamp import ApplicationSession
 from autobahn.asyncio.websocket import WampWebSocketClientFactory
 from autobahn.wamp.serializer import JsonSerializer
@@ -99,6 +100,7 @@ async def _serve(url: str, topic: str, count: int, pipe: Connection) -> None:
 
 
 def _main(url: str, topic: str, count: int, pipe: Connection) -> None:
+    txaio.start_logging(level="error")  # type: ignore[attr-defined]  # not one line per closing handshake
     asyncio.run(_serve(url, topic, count, pipe))
 
 
