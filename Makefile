@@ -23,10 +23,13 @@ test: $(STAMP) $(VENDOR) browser
 	bash docker/engine.sh  # the compose test needs a Docker engine: installs/starts one if need be
 	$(BIN)/pytest
 
+# Every path beside the router's ceiling (bench/paths.py), then reliable vs fire-and-forget.
 bench: $(STAMP)
+	$(BIN)/python -m bench.paths
 	$(BIN)/python -m bench.delivery
 
 bench-quick: $(STAMP)
+	$(BIN)/python -m bench.paths --quick
 	$(BIN)/python -m bench.delivery --quick
 
 lint: $(STAMP)
@@ -38,7 +41,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Sandbar needs Python 3.11 or 3.12"'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	touch $(STAMP)
 
 $(NPM_STAMP): package.json package-lock.json

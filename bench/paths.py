@@ -1,0 +1,151 @@
+"""Every path to the browsers side by side with the router's own ceiling, in one run.
+
+Starts a router (with Crossbar's HTTP publisher added to a copy of the shipped config),
+the topics service (the browsers' authorizer), the bridge and the API under gunicorn on
+free ports, then measures limit, bridge, http-publisher and rest in alternating rounds:
+events/s at 1 and 10 WebSocket subscribers, latency at a fixed rate, fan-out to N
+subscribers, router memory per connection. Every event is counted at every subscriber.
+
+    python -m bench.paths [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import report
+from bench.measure import fanout, latency, throughput
+from bench.publishers import TOPIC, Bridge, HttpPublisher, Limit, Publisher, Rest
+from bench.subscribers import SubscriberPool
+from sandbar.paths import ROUTER_TEMPLATE
+from tests.support.procs import Api, Router, Topics
+from tests.support.procs import Bridge as BridgeProc
+
+#: Added under the web transport's paths in a copy of the shipped template; not shipped.
+PUBLISHER_PATH = """\
+          publish:
+            type: publisher
+            realm: sandbar
+            role: backend
+"""
+
+
+def router_with_publisher(work: Path) -> Router:
+    template = ROUTER_TEMPLATE.read_text(encoding="utf-8")
+    marker = "        paths:\n"
+    if marker not in template:
+        raise RuntimeError(f"{ROUTER_TEMPLATE}: no web transport 'paths:' to add the publisher to")
+    copy = work / "router-bench.yaml"
+    copy.write_text(template.replace(marker, marker + PUBLISHER_PATH, 1), encoding="utf-8")
+    router = Router(work)
+    router.proc.argv += ["--template", str(copy)]
+    return router
+
+
+class Settings:
+    def __init__(self, quick: bool) -> None:
+        self.quick = quick
+        self.rounds = 1 if quick else 3
+        #: events per burst on the fast paths; http-publisher and rest send a quarter
+        self.count = 4000 if quick else 12000
+        self.rate = 200.0
+        self.seconds = 3.0 if quick else 10.0
+        self.fanout = (100, 1000) if quick else (100, 1000, 3000)
+        self.repeats = 5 if quick else 15
+
+
+async def run(
+    s: Settings, router: Router, bridge: BridgeProc, api: Api, pids: dict[str, int]
+) -> dict[str, Any]:
+    publishers: list[Publisher] = [
+        Limit(router.backend_url),
+        Bridge(bridge.endpoint),
+        HttpPublisher(router.port),
+        Rest(api.port, api.auth),
+    ]
+    for pub in publishers:
+        await pub.open()
+    eps: dict[str, dict[int, list[float]]] = {p.name: {1: [], 10: []} for p in publishers}
+    cpu: dict[str, dict[str, int]] = {}
+    lat: dict[str, list[float]] = {}
+    fan: list[dict[str, Any]] = []
+    try:
+        for subs in (1, 10):
+            pool = await asyncio.to_thread(SubscriberPool(router.ws_url, TOPIC, subs).start)
+            try:
+                for pub in publishers:  # warm up: connections, the database, the caches
+                    await throughput(pub, pool, f"warm-{pub.name}-{subs}", 200, pids)
+                for r in range(s.rounds):
+                    for pub in publishers:
+                        tag = f"{pub.name}-{subs}-{r}"
+                        count = s.count if isinstance(pub, Limit | Bridge) else s.count // 4
+                        # The router acknowledges before it delivers: keep the backlog at
+                        # 10 subscribers under the WebSocket auto-ping timeout (5 s), past
+                        # which the router drops a lagging subscriber.
+                        count //= 1 if subs == 1 else 3
+                        result = await throughput(pub, pool, tag, count, pids)
+                        eps[pub.name][subs].append(result["events_per_s"])
+                        cpu[f"{pub.name}/{subs}/{r}"] = result["cpu_percent"]
+                        print(f"  {tag}: {result['events_per_s']:.0f} events/s", flush=True)
+                if subs == 1:
+                    for pub in publishers:
+                        lat[pub.name] = await latency(
+                            pub, pool, f"lat-{pub.name}", s.rate, s.seconds
+                        )
+                        print(f"  latency {pub.name}: done", flush=True)
+            finally:
+                await asyncio.to_thread(pool.close)
+        limit = publishers[0]
+        for n in s.fanout:
+            fan.append(await fanout(limit, router.ws_url, TOPIC, router.proc.pid, n, s.repeats))
+            print(f"  fan-out {n}: {fan[-1]['median_ms']} ms", flush=True)
+    finally:
+        for pub in publishers:
+            await pub.close()
+    return {"eps": eps, "cpu": cpu, "latency": lat, "fanout": fan}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one round, fewer events")
+    args = parser.parse_args()
+    s = Settings(args.quick)
+    began = time.monotonic()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        (work / "api").mkdir()
+        router = router_with_publisher(work).start()
+        procs: list[Any] = [router]
+        try:
+            procs.append(topics := Topics(work, router).start())
+            procs.append(bridge := BridgeProc(work, router).start())
+            procs.append(api := Api(work / "api", bridge.endpoint).start())
+            assert api.auth  # a signed-in writer
+            pids = {
+                "router": router.proc.pid,
+                "topics": topics.proc.pid,
+                "bridge": bridge.proc.pid,
+                "api": api.proc.pid,
+            }
+            print(f"stack up in {time.monotonic() - began:.0f}s; measuring", flush=True)
+            results = asyncio.run(run(s, router, bridge, api, pids))
+        finally:
+            for proc in reversed(procs):
+                proc.stop()
+    results["settings"] = vars(s)
+    results["duration_s"] = round(time.monotonic() - began)
+    results["medians"] = {
+        path: {subs: statistics.median(v) for subs, v in by_subs.items()}
+        for path, by_subs in results["eps"].items()
+    }
+    report.publish(results)
+
+
+if __name__ == "__main__":
+    main()
