@@ -34,10 +34,13 @@ def router(tmp_path_factory: pytest.TempPathFactory, api_port: int) -> Iterator[
     restart or kill either make their own."""
     workdir = tmp_path_factory.mktemp("router")
     router = Router(workdir).start()
-    topics = Topics(workdir, router, api_url=f"http://127.0.0.1:{api_port}").start()
-    yield router
-    topics.stop()
-    router.stop()
+    topics = Topics(workdir, router, api_url=f"http://127.0.0.1:{api_port}")
+    try:
+        topics.start()
+        yield router
+    finally:  # also when the topics service never came up: no router left behind
+        topics.stop()
+        router.stop()
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ that ends live sessions, and the limits that keep a client from hurting others."
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import time
 from collections.abc import Iterator
@@ -42,17 +43,16 @@ class AuthStack:
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[AuthStack]:
     port = free_port()
-    router = Router(tmp_path).start()
-    topics = Topics(tmp_path, router, api_url=f"http://127.0.0.1:{port}").start()
-    bridge = Bridge(tmp_path, router).start()
-    api = Api(tmp_path, bridge.endpoint, port=port).start()
-    for user in ("alice", "bob"):
-        api.add_user(user, PASSWORD)
-    yield AuthStack(router, topics, bridge, api)
-    api.stop()
-    bridge.stop()
-    topics.stop()
-    router.stop()
+    with contextlib.ExitStack() as running:  # stops what started, even if a later start fails
+        router = running.enter_context(Router(tmp_path).start())
+        topics = running.enter_context(
+            Topics(tmp_path, router, api_url=f"http://127.0.0.1:{port}").start()
+        )
+        bridge = running.enter_context(Bridge(tmp_path, router).start())
+        api = running.enter_context(Api(tmp_path, bridge.endpoint, port=port).start())
+        for user in ("alice", "bob"):
+            api.add_user(user, PASSWORD)
+        yield AuthStack(router, topics, bridge, api)
 
 
 def refused(make) -> ApplicationError:

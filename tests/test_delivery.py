@@ -3,6 +3,7 @@ sequence numbers and catch-up, proven by killing real processes mid-stream."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -47,18 +48,17 @@ class Stack:
 
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
-    router = Router(tmp_path).start()
-    topics = Topics(tmp_path, router).start()
-    bridge = Bridge(tmp_path, router).start()
-    api = Api(tmp_path, bridge.endpoint, workers=2, outbox_lease_seconds="1").start()
-    subscriber = CatchUpSubscriber(router.ws_url, "articles", api.url)
-    subscriber.start()
-    yield Stack(router, topics, bridge, api, subscriber)
-    subscriber.close()
-    api.stop()
-    bridge.stop()
-    topics.stop()
-    router.stop()
+    with contextlib.ExitStack() as running:  # stops what started, even if a later start fails
+        router = running.enter_context(Router(tmp_path).start())
+        topics = running.enter_context(Topics(tmp_path, router).start())
+        bridge = running.enter_context(Bridge(tmp_path, router).start())
+        api = Api(tmp_path, bridge.endpoint, workers=2, outbox_lease_seconds="1")
+        running.enter_context(api.start())
+        subscriber = CatchUpSubscriber(router.ws_url, "articles", api.url)
+        subscriber.start()
+        stack = Stack(router, topics, bridge, api, subscriber)
+        running.callback(lambda: stack.subscriber.close())
+        yield stack
 
 
 def post_stream(api: Api, count: int, fault: Callable[[], None], at: int) -> int:

@@ -13,7 +13,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import requests
 
@@ -118,7 +118,20 @@ def _stopped_on_failure(proc: Proc) -> Iterator[None]:
         raise
 
 
-class Router:
+class _Stoppable:
+    """``with X(...).start() as x:`` stops ``x`` on the way out."""
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class Router(_Stoppable):
     """The real Crossbar router, rendered from .crossbar/config.yaml onto free ports."""
 
     def __init__(self, workdir: Path) -> None:
@@ -172,7 +185,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_BRIDGE_CONFIG = ROOT / "config" / "bridge.yaml"
 
 
-class Bridge:
+class Bridge(_Stoppable):
     """The real bridge service, with the shipped config (or a given one) on a free port."""
 
     def __init__(
@@ -217,7 +230,7 @@ class Bridge:
         self.proc.stop()
 
 
-class Api:
+class Api(_Stoppable):
     """The real API under gunicorn (several workers), SQLite in the test's folder."""
 
     def __init__(
@@ -286,7 +299,7 @@ class Api:
         self.proc.stop()
 
 
-class Topics:
+class Topics(_Stoppable):
     """A real topics service (a replica) serving ``app``, reconnecting fast for tests."""
 
     def __init__(
