@@ -62,9 +62,11 @@ async def _last_retained_seq(
 
 
 def _event_id_of(frame: bytes) -> str | None:
-    """The id of a frame that failed validation, if it is JSON enough to have one."""
+    """The id of a frame that failed validation, if it asked for an answer (``ack: true``)
+    and is JSON enough to have one; fire-and-forget senders never read answers."""
     try:
-        event_id = json.loads(frame).get("id")
+        document = json.loads(frame)
+        event_id = document.get("id") if document.get("ack") is True else None
     except Exception:
         return None
     return event_id if isinstance(event_id, str) else None
@@ -132,7 +134,7 @@ class Bridge:
             self.stats.malformed[exc.reason] += 1
             log.warning("dropped malformed frame (%s): %s", exc.reason, exc.detail)
             event_id = _event_id_of(frame) if sender else None
-            if event_id is not None:  # the sender asked for an answer: don't let it resend
+            if event_id is not None:  # tell the sender it is refused for good: no resends
                 self._reply(sender, Ack(event_id, False, f"{exc.reason}: {exc.detail}"))
             return
         self.stats.received += 1

@@ -8,6 +8,7 @@ import pytest
 import zmq
 
 from bridge import EventSender, SendError
+from bridge.envelope import Ack
 from tests.support.procs import wait_until
 
 
@@ -103,3 +104,18 @@ def test_bridge_stops_cleanly_on_sigterm(bridge):
     log = bridge.proc.output()
     assert "received SIGTERM, shutting down" in log
     assert "stopped:" in log
+
+
+def test_a_refused_event_that_asked_for_an_ack_is_answered_so_it_is_not_resent(bridge):
+    sock = _raw_push(bridge.endpoint)
+    sock.setsockopt(zmq.RCVTIMEO, 5000)
+    asked = {"id": "e1", "name": "article.exploded", "payload": {}, "ack": True}
+    sock.send(json.dumps(asked).encode())
+    ack = Ack.from_bytes(sock.recv())
+    assert (ack.id, ack.ok) == ("e1", False)
+    assert ack.error is not None and ack.error.startswith("unknown_event: no route")
+    sock.send(json.dumps({**asked, "id": "e2", "ack": False}).encode())  # fire-and-forget
+    sock.setsockopt(zmq.RCVTIMEO, 1000)
+    with pytest.raises(zmq.Again):
+        sock.recv()  # no answer for a sender that did not ask
+    sock.close()
