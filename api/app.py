@@ -46,12 +46,12 @@ def create_app(config: ApiConfig | None = None, *, sender: EventSender | None = 
     app.register_blueprint(events.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(notifications.bp)
-    secret = config.token_secret.get_secret_value() if config.token_secret else None
+    secret = _secret(config.token_secret)
     app.extensions["sandbar_tokens"] = auth.Tokens(
         secret or require_secret("SANDBAR_API_TOKEN_SECRET", auth.DEV_TOKEN_SECRET),
         config.token_max_age,
     )
-    push = Push(app, engine, sender=sender or _sender(config), outbox=_outbox(config, engine))
+    push = Push(app, engine, sender=sender, outbox=_outbox(config, engine))
     push.forward(article_created, lambda article: article)
     push.forward(user_notified, lambda notification: notification)
     push.forward(auth_revoked)
@@ -60,14 +60,6 @@ def create_app(config: ApiConfig | None = None, *, sender: EventSender | None = 
 
 def _secret(value: SecretStr | None) -> str | None:
     return value.get_secret_value() if value is not None else None
-
-
-def _sender(config: ApiConfig) -> EventSender:
-    return EventSender(
-        config.bridge_endpoint,
-        curve_server_key=config.bridge_curve_server_key,
-        curve_secret_key=_secret(config.bridge_curve_secret_key),
-    )
 
 
 def _outbox(config: ApiConfig, engine: Engine) -> Outbox | None:

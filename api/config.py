@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator
 
-from bridge.client import DEFAULT_ENDPOINT
+from bridge.client import DEFAULT_ENDPOINT, EventSender
 from sandbar.config import StrictModel, validate_config
 from sandbar.paths import ROOT, RUN_DIR
 
@@ -56,6 +56,15 @@ class ApiConfig(StrictModel):
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
+
+    def event_sender(self) -> EventSender:
+        """The fire-and-forget sender these settings describe (endpoint and CURVE keys)."""
+        secret = self.bridge_curve_secret_key
+        return EventSender(
+            self.bridge_endpoint,
+            curve_server_key=self.bridge_curve_server_key,
+            curve_secret_key=secret.get_secret_value() if secret is not None else None,
+        )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> ApiConfig:

@@ -14,6 +14,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Connection,
     DateTime,
     Engine,
     Index,
@@ -97,12 +98,19 @@ sandbar_meta = Table(
 )
 
 
+def upsert(conn: Connection, table: Table) -> Any:
+    """An INSERT that supports ``on_conflict_do_*`` on this connection's database."""
+    dialect = {"sqlite": sqlite, "postgresql": postgresql}.get(conn.dialect.name)
+    if dialect is None:
+        raise RuntimeError(f"Sandbar supports SQLite and PostgreSQL, not {conn.dialect.name}")
+    return dialect.insert(table)
+
+
 def outbox_epoch(engine: Engine) -> str:
     """This database's outbox epoch, created on first use (safe under concurrent workers)."""
     with engine.begin() as conn:
-        dialect = {"sqlite": sqlite, "postgresql": postgresql}[conn.dialect.name]
         conn.execute(
-            dialect.insert(sandbar_meta)
+            upsert(conn, sandbar_meta)
             .values(key="outbox_epoch", value=uuid.uuid4().hex[:12])
             .on_conflict_do_nothing()
         )

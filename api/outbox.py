@@ -28,9 +28,8 @@ from typing import Any
 
 import zmq
 from sqlalchemy import Connection, Engine, and_, case, delete, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
-from api.db import outbox, outbox_epoch, topic_seqs
+from api.db import outbox, outbox_epoch, topic_seqs, upsert
 from bridge.curve import connect_as_client
 from bridge.envelope import Ack, Envelope, MalformedFrame
 from bridge.routes import RouteTable
@@ -60,10 +59,7 @@ class OutboxSettings:
 
 def next_seq(conn: Connection, topic: str) -> int:
     """Take the next number of ``topic``; the row lock it takes is held until commit."""
-    dialect = {"sqlite": sqlite, "postgresql": postgresql}.get(conn.dialect.name)
-    if dialect is None:
-        raise RuntimeError(f"the outbox supports SQLite and PostgreSQL, not {conn.dialect.name}")
-    statement = dialect.insert(topic_seqs).values(topic=topic, seq=1)
+    statement = upsert(conn, topic_seqs).values(topic=topic, seq=1)
     statement = statement.on_conflict_do_update(
         index_elements=[topic_seqs.c.topic], set_={"seq": topic_seqs.c.seq + 1}
     ).returning(topic_seqs.c.seq)

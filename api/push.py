@@ -82,10 +82,9 @@ class Push:
         self.app = app
         self.engine = engine or app.extensions["sandbar_db"]
         self.outbox = outbox
-        if outbox is None:
-            self.sender = sender or EventSender(app.config["SANDBAR"].bridge_endpoint)
-        else:
-            self.sender = sender
+        if outbox is None and sender is None:
+            sender = app.config["SANDBAR"].event_sender()
+        self.sender = sender
         app.extensions["sandbar_push"] = self
 
     def forward(self, signal: NamedSignal, payload: PayloadFactory | None = None) -> None:
