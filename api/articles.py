@@ -15,6 +15,7 @@ from api.push import transaction
 from api.signals import article_created
 
 bp = Blueprint("articles", __name__)
+_INSERT_ARTICLE = insert(articles).returning(*articles.c)  # built once, run per POST
 
 
 def _as_dict(row: Row[Any]) -> dict[str, Any]:
@@ -62,9 +63,7 @@ def create_article() -> tuple[dict[str, Any], int, dict[str, str]]:
         raise invalid(unknown[0], "unknown field; send only 'title' and 'body'")
     with transaction() as conn:  # the article and its event commit together
         row = conn.execute(
-            insert(articles)
-            .values(title=title, body=body, created_at=datetime.now(UTC))
-            .returning(*articles.c)
+            _INSERT_ARTICLE, {"title": title, "body": body, "created_at": datetime.now(UTC)}
         ).one()
         article = _as_dict(row)
         app = current_app._get_current_object()  # type: ignore[attr-defined]

@@ -16,17 +16,20 @@ from typing import Any, TypeVar
 
 from flask import Blueprint, current_app, g, request
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from api.db import users
 from api.errors import ApiError, invalid
 from api.signals import auth_revoked
+from api.writers import begin_write
 
 bp = Blueprint("auth", __name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
 DEV_TOKEN_SECRET = "sandbar-development-token-secret-not-for-production"
+#: built once: every authenticated request runs it
+_USER_BY_NAME = select(users).where(users.c.username == bindparam("username"))
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,7 @@ class Tokens:
             raise TokenError("token_expired", "your sign-in has expired; sign in again") from None
         except BadSignature:
             raise TokenError("invalid_token", "this token is not valid; sign in again") from None
-        row = conn.execute(select(users).where(users.c.username == claims.get("u"))).one_or_none()
+        row = conn.execute(_USER_BY_NAME, {"username": claims.get("u")}).one_or_none()
         if row is None or row.disabled:
             raise TokenError("account_disabled", "this account is disabled")
         if row.token_version != claims.get("v"):
@@ -79,7 +82,7 @@ def add_user(engine: Engine, username: str, password: str, role: str = "user") -
         raise ValueError("a username is 1-64 letters, digits, '-' or '_'")
     if len(password) < 8:
         raise ValueError("a password needs at least 8 characters")
-    with engine.begin() as conn:
+    with begin_write(engine) as conn:
         conn.execute(
             insert(users).values(
                 username=username,
@@ -150,7 +153,7 @@ def sign_in() -> dict[str, Any]:
         if not isinstance(value, str) or not value:
             raise invalid(field, "is required")
     with current_app.extensions["sandbar_db"].connect() as conn:
-        row = conn.execute(select(users).where(users.c.username == username)).one_or_none()
+        row = conn.execute(_USER_BY_NAME, {"username": username}).one_or_none()
     if row is None or row.disabled or not check_password_hash(row.password_hash, str(password)):
         raise ApiError(401, "bad_credentials", "wrong username or password")
     tokens = _tokens()

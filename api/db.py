@@ -14,7 +14,6 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
-    Connection,
     DateTime,
     Engine,
     Index,
@@ -32,6 +31,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.schema import CreateIndex, CreateTable
+
+from api.writers import begin_write, take_turns
 
 metadata = MetaData()
 
@@ -77,6 +78,16 @@ outbox = Table(
     UniqueConstraint("topic", "seq"),
     Index("ix_outbox_pending", "delivered_at", "lease_until"),
 )
+_unacknowledged = outbox.c.delivered_at.is_(None) & outbox.c.failed.is_(None)
+#: Only the rows still waiting for the bridge, by topic: the relay's per-send ``floor``
+#: query reads this instead of every row the topic ever had (up to the retention count).
+Index(
+    "ix_outbox_unacknowledged",
+    outbox.c.topic,
+    outbox.c.seq,
+    sqlite_where=_unacknowledged,
+    postgresql_where=_unacknowledged,
+)
 
 #: The last ``seq`` handed out per topic (a row lock orders concurrent writers).
 topic_seqs = Table(
@@ -98,19 +109,19 @@ sandbar_meta = Table(
 )
 
 
-def upsert(conn: Connection, table: Table) -> Any:
-    """An INSERT that supports ``on_conflict_do_*`` on this connection's database."""
-    dialect = {"sqlite": sqlite, "postgresql": postgresql}.get(conn.dialect.name)
+def upsert(dialect_name: str, table: Table) -> Any:
+    """An INSERT that supports ``on_conflict_do_*`` on this database (``conn.dialect.name``)."""
+    dialect = {"sqlite": sqlite, "postgresql": postgresql}.get(dialect_name)
     if dialect is None:
-        raise RuntimeError(f"Sandbar supports SQLite and PostgreSQL, not {conn.dialect.name}")
+        raise RuntimeError(f"Sandbar supports SQLite and PostgreSQL, not {dialect_name}")
     return dialect.insert(table)
 
 
 def outbox_epoch(engine: Engine) -> str:
     """This database's outbox epoch, created on first use (safe under concurrent workers)."""
-    with engine.begin() as conn:
+    with begin_write(engine) as conn:
         conn.execute(
-            upsert(conn, sandbar_meta)
+            upsert(conn.dialect.name, sandbar_meta)
             .values(key="outbox_epoch", value=uuid.uuid4().hex[:12])
             .on_conflict_do_nothing()
         )
@@ -139,13 +150,15 @@ def make_engine(url: str) -> Engine:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url)
         event.listen(engine, "connect", _tune_sqlite)
+        if parsed.database and parsed.database != ":memory:":
+            take_turns(engine, Path(parsed.database))
         return engine
     return create_engine(url, pool_pre_ping=True)
 
 
 def create_schema(engine: Engine) -> None:
     """Create missing tables; safe when several worker processes start at once."""
-    with engine.begin() as conn:
+    with begin_write(engine) as conn:
         for table in metadata.sorted_tables:
             conn.execute(CreateTable(table, if_not_exists=True))
             for index in table.indexes:

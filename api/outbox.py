@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import json
 import logging
 import os
@@ -27,9 +28,21 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import zmq
-from sqlalchemy import Connection, Engine, and_, case, delete, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 
 from api.db import outbox, outbox_epoch, topic_seqs, upsert
+from api.writers import begin_write
 from bridge.curve import connect_as_client
 from bridge.envelope import Ack, Envelope, MalformedFrame
 from bridge.routes import RouteTable
@@ -52,6 +65,42 @@ class OutboxSettings:
     retention_seconds: float = 24 * 3600.0  # delivered rows are kept this long for catch-up ...
     retention_rows: int = 100_000  # ... and at most this many
     prune_interval: float = 60.0
+    ack_flush_seconds: float = 0.1  # acks are marked delivered in batches this far apart
+
+
+# -- statements, built once (building one per call costs more than running it) ------
+
+_INSERT_EVENT = insert(outbox)
+_FLOOR = select(func.min(outbox.c.seq)).where(
+    outbox.c.topic == bindparam("topic"),
+    outbox.c.delivered_at.is_(None),
+    outbox.c.failed.is_(None),
+)
+_FLOORS = (
+    select(outbox.c.topic, func.min(outbox.c.seq))
+    .where(
+        outbox.c.topic.in_(bindparam("topics", expanding=True)),
+        outbox.c.delivered_at.is_(None),
+        outbox.c.failed.is_(None),
+    )
+    .group_by(outbox.c.topic)
+)
+_MARK_DELIVERED = (
+    update(outbox)
+    .where(outbox.c.event_id.in_(bindparam("ids", expanding=True)))
+    .values(delivered_at=bindparam("at"))
+)
+_MARK_FAILED = (
+    update(outbox).where(outbox.c.event_id == bindparam("id")).values(failed=bindparam("error"))
+)
+
+
+@functools.cache
+def _next_seq_statement(dialect: str) -> Any:
+    statement = upsert(dialect, topic_seqs).values(topic=bindparam("topic"), seq=1)
+    return statement.on_conflict_do_update(
+        index_elements=[topic_seqs.c.topic], set_={"seq": topic_seqs.c.seq + 1}
+    ).returning(topic_seqs.c.seq)
 
 
 # -- writing -----------------------------------------------------------------------
@@ -59,11 +108,8 @@ class OutboxSettings:
 
 def next_seq(conn: Connection, topic: str) -> int:
     """Take the next number of ``topic``; the row lock it takes is held until commit."""
-    statement = upsert(conn, topic_seqs).values(topic=topic, seq=1)
-    statement = statement.on_conflict_do_update(
-        index_elements=[topic_seqs.c.topic], set_={"seq": topic_seqs.c.seq + 1}
-    ).returning(topic_seqs.c.seq)
-    return int(conn.execute(statement).scalar_one())
+    statement = _next_seq_statement(conn.dialect.name)
+    return int(conn.execute(statement, {"topic": topic}).scalar_one())
 
 
 def record(
@@ -86,19 +132,24 @@ def record(
     seq = next_seq(conn, publication.topic)
     audience = {k: v for k, v in publication.options.items() if k != "retain"}
     conn.execute(
-        insert(outbox).values(
-            event_id=envelope.id,
-            name=name,
-            topic=publication.topic,
-            seq=seq,
-            ts=envelope.ts,
-            payload=body,
-            audience=json.dumps(audience) if audience else None,
-            lease_until=envelope.ts + int(lease_seconds * 1000),
-            attempts=1,
-        )
+        _INSERT_EVENT,
+        {
+            "event_id": envelope.id,
+            "name": name,
+            "topic": publication.topic,
+            "seq": seq,
+            "ts": envelope.ts,
+            "payload": body,
+            "audience": json.dumps(audience) if audience else None,
+            "lease_until": envelope.ts + int(lease_seconds * 1000),
+            "attempts": 1,
+        },
     )
-    return replace(envelope, topic=publication.topic, seq=seq)
+    # Read here, in the transaction that holds the topic's counter, rather than at send
+    # time: it costs no extra query. By the send it can only be lower than the truth,
+    # which is safe (the bridge waits for a resend, never skips an event).
+    floor = conn.execute(_FLOOR, {"topic": publication.topic}).scalar_one()
+    return replace(envelope, topic=publication.topic, seq=seq, floor=int(floor))
 
 
 @dataclass
@@ -121,7 +172,7 @@ class Outbox:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Connection]:
         """One database transaction for a change and the events it causes."""
-        with self.engine.begin() as conn:
+        with begin_write(self.engine) as conn:
             unit = _Unit(conn)
             token = _current.set(unit)
             try:
@@ -158,6 +209,8 @@ class Relay:
         self._pid: int | None = None
         self._wake_w = -1
         self._stopping = threading.Event()
+        self._delivered: list[str] = []  # acknowledged, not yet marked in the database
+        self._flush_at: float | None = None
 
     def submit(self, envelopes: list[Envelope]) -> None:
         if not envelopes:
@@ -198,15 +251,17 @@ class Relay:
         next_scan = next_prune = 0.0
         while not self._stopping.is_set():
             try:
-                ready = dict(poller.poll(timeout=int(self.settings.scan_interval * 1000)))
+                ready = dict(poller.poll(timeout=self._poll_timeout_ms()))
                 if wake_fd in ready:
                     with contextlib.suppress(BlockingIOError):
                         os.read(wake_fd, 65536)
                 self._send(socket, self._drain_queue())
                 if socket in ready:
-                    self._record_acks(socket)
+                    self._read_acks(socket)
+                self._flush_delivered()
                 if time.monotonic() >= next_scan:
                     next_scan = time.monotonic() + self.settings.scan_interval
+                    self._flush_delivered(force=True)  # never resend what is acknowledged
                     self._send(socket, self._claim_expired())
                 if time.monotonic() >= next_prune:
                     next_prune = time.monotonic() + self.settings.prune_interval
@@ -214,6 +269,15 @@ class Relay:
             except Exception:  # the relay must outlive a database hiccup
                 log.exception("outbox relay error; retrying")
                 time.sleep(self.settings.scan_interval)
+        with contextlib.suppress(Exception):  # unmarked rows are merely resent later
+            self._flush_delivered(force=True)
+
+    def _poll_timeout_ms(self) -> int:
+        """Wake for the next scan, or sooner when acks wait to be marked."""
+        timeout = self.settings.scan_interval
+        if self._flush_at is not None:
+            timeout = min(timeout, max(0.0, self._flush_at - time.monotonic()))
+        return int(timeout * 1000) + 1
 
     def _drain_queue(self) -> list[Envelope]:
         envelopes = []
@@ -223,13 +287,9 @@ class Relay:
         return envelopes
 
     def _send(self, socket: zmq.Socket[bytes], envelopes: list[Envelope]) -> None:
-        if not envelopes:
-            return
-        floors = self._floors({e.topic for e in envelopes if e.topic is not None})
         for envelope in envelopes:
-            floor = floors.get(envelope.topic or "", envelope.seq)
             try:
-                socket.send(replace(envelope, floor=floor).to_bytes(), flags=zmq.NOBLOCK)
+                socket.send(envelope.to_bytes(), flags=zmq.NOBLOCK)
             except zmq.Again:
                 log.warning(
                     "bridge at %s is not taking events; the outbox resends later",
@@ -241,41 +301,37 @@ class Relay:
         """Per topic, the lowest seq not yet acknowledged: the bridge orders from there."""
         if not topics:
             return {}
-        query = (
-            select(outbox.c.topic, func.min(outbox.c.seq))
-            .where(
-                outbox.c.topic.in_(topics),
-                outbox.c.delivered_at.is_(None),
-                outbox.c.failed.is_(None),
-            )
-            .group_by(outbox.c.topic)
-        )
         with self.engine.connect() as conn:
-            return {topic: int(seq) for topic, seq in conn.execute(query)}
+            rows = conn.execute(_FLOORS, {"topics": sorted(topics)})
+            return {topic: int(seq) for topic, seq in rows}
 
-    def _record_acks(self, socket: zmq.Socket[bytes]) -> None:
-        delivered: list[str] = []
+    def _read_acks(self, socket: zmq.Socket[bytes]) -> None:
+        """Take the bridge's answers; refusals are recorded at once, deliveries in batches
+        (one UPDATE for many acks keeps the write lock free for request threads)."""
         failed: list[Ack] = []
         with contextlib.suppress(zmq.Again):
             while True:
                 ack = Ack.from_bytes(socket.recv(flags=zmq.NOBLOCK))
                 if ack.ok:
-                    delivered.append(ack.id)
+                    self._delivered.append(ack.id)
                 else:
                     failed.append(ack)
-        with self.engine.begin() as conn:
-            if delivered:
+        if self._delivered and self._flush_at is None:
+            self._flush_at = time.monotonic() + self.settings.ack_flush_seconds
+        if failed:
+            with begin_write(self.engine) as conn:
+                for ack in failed:
+                    log.error("the bridge refused event %s for good: %s", ack.id, ack.error)
+                    conn.execute(_MARK_FAILED, {"id": ack.id, "error": ack.error or "refused"})
+
+    def _flush_delivered(self, force: bool = False) -> None:
+        if not self._delivered or not (force or time.monotonic() >= (self._flush_at or 0)):
+            return
+        delivered, self._delivered, self._flush_at = self._delivered, [], None
+        with begin_write(self.engine) as conn:
+            for start in range(0, len(delivered), 500):  # within every database's bind limit
                 conn.execute(
-                    update(outbox)
-                    .where(outbox.c.event_id.in_(delivered))
-                    .values(delivered_at=now_ms())
-                )
-            for ack in failed:
-                log.error("the bridge refused event %s for good: %s", ack.id, ack.error)
-                conn.execute(
-                    update(outbox)
-                    .where(outbox.c.event_id == ack.id)
-                    .values(failed=ack.error or "refused")
+                    _MARK_DELIVERED, {"ids": delivered[start : start + 500], "at": now_ms()}
                 )
 
     def _claim_expired(self, batch: int = 500) -> list[Envelope]:
@@ -301,15 +357,17 @@ class Relay:
             *[(outbox.c.attempts == n, int(min(lease_ms * 2**n, max_ms))) for n in range(8)],
             else_=int(max_ms),
         )
-        with self.engine.begin() as conn:
+        with begin_write(self.engine) as conn:
             rows = conn.execute(
                 update(outbox)
                 .where(and_(outbox.c.id.in_(due), outbox.c.lease_until < now))
                 .values(lease_until=now + backoff, attempts=outbox.c.attempts + 1)
                 .returning(outbox)
             ).all()
-        if rows:
-            log.info("resending %d unacknowledged events", len(rows))
+        if not rows:
+            return []
+        log.info("resending %d unacknowledged events", len(rows))
+        floors = self._floors({r.topic for r in rows})
         return [
             Envelope(
                 name=r.name,
@@ -318,6 +376,7 @@ class Relay:
                 ts=r.ts,
                 topic=r.topic,
                 seq=r.seq,
+                floor=floors.get(r.topic, r.seq),
                 epoch=self.epoch,
                 ack=True,
             )
@@ -327,7 +386,7 @@ class Relay:
     def _prune(self) -> None:
         """Drop delivered rows past the retention age, and beyond the retention count."""
         cutoff = now_ms() - int(self.settings.retention_seconds * 1000)
-        with self.engine.begin() as conn:
+        with begin_write(self.engine) as conn:
             conn.execute(
                 delete(outbox).where(outbox.c.delivered_at.is_not(None), outbox.c.ts < cutoff)
             )

@@ -30,6 +30,7 @@ from flask import Flask, current_app
 from sqlalchemy import Connection, Engine
 
 from api.outbox import Outbox
+from api.writers import begin_write
 from bridge.client import EventSender, SendError
 
 log = logging.getLogger("sandbar.api.push")
@@ -112,7 +113,7 @@ class Push:
         pending: list[tuple[str, dict[str, Any]]] = []
         token = _after_commit.set(pending)
         try:
-            with self.engine.begin() as conn:
+            with begin_write(self.engine) as conn:
                 yield conn
         finally:
             _after_commit.reset(token)

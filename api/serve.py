@@ -15,6 +15,7 @@ from api.auth import DEV_TOKEN_SECRET
 from api.config import ApiConfig
 from api.db import create_schema, make_engine
 from sandbar.config import ConfigError, StrictModel
+from sandbar.heap import freeze_startup_heap
 from sandbar.logs import setup_logging
 from sandbar.secrets import require_secret
 
@@ -43,6 +44,8 @@ class _Gunicorn(BaseApplication):
             "access_log_format": '%(h)s "%(r)s" %(s)s %(b)sB %(M)sms pid=%(p)s',
             "graceful_timeout": 10,
             "proc_name": "sandbar-api",
+            # each worker has just built its app: keep that out of full GC passes
+            "post_worker_init": lambda worker: freeze_startup_heap(),
         }
         for key, value in settings.items():
             self.cfg.set(key, value)
