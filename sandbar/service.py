@@ -7,6 +7,8 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 
+from sandbar.heap import freeze_startup_heap
+
 log = logging.getLogger("sandbar.service")
 
 Main = Callable[[asyncio.Event], Awaitable[None]]
@@ -32,4 +34,5 @@ def run_until_signalled(main: Main) -> None:
             loop.add_signal_handler(sig, on_signal, sig)
         await main(stop)
 
+    freeze_startup_heap()  # everything built so far lives as long as the service
     asyncio.run(runner())

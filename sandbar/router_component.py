@@ -1,0 +1,18 @@
+"""A component that runs inside the Crossbar router worker (``components:`` in
+``.crossbar/config.yaml``): the way to run code in the router's own process."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from autobahn.twisted.wamp import ApplicationSession
+
+from sandbar.heap import freeze_startup_heap
+
+
+class HeapKeeper(ApplicationSession):
+    """Freezes the router worker's start-up heap (sandbar/heap.py) once the realm is up."""
+
+    def onJoin(self, details: Any) -> None:
+        frozen = freeze_startup_heap()
+        self.log.info("froze {frozen} start-up objects out of the collector's reach", frozen=frozen)
