@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import itertools
 import json
 import logging
@@ -40,6 +41,20 @@ from sandbar.wamp import ApplicationSession, stay_connected
 log = logging.getLogger("sandbar.bridge")
 
 STATS_PROCEDURE = "sandbar.bridge.stats"
+RECEIVE_BATCH = 256  # frames taken per wake-up, at most
+_ACKNOWLEDGED = PublishOptions(acknowledge=True)
+#: sequenced events are retained: the router remembers where each topic stands
+_ACKNOWLEDGED_RETAINED = PublishOptions(acknowledge=True, retain=True)
+
+
+def _publish_options(pub: Publication) -> PublishOptions:
+    retain = pub.envelope.seq is not None or bool(pub.options.get("retain"))
+    if not pub.options or set(pub.options) == {"retain"}:  # the common case, built once
+        return _ACKNOWLEDGED_RETAINED if retain else _ACKNOWLEDGED
+    options = dict(pub.options)
+    if retain:
+        options["retain"] = True
+    return PublishOptions(acknowledge=True, **options)
 
 
 async def _last_retained_seq(
@@ -72,7 +87,7 @@ def _event_id_of(frame: bytes) -> str | None:
     return event_id if isinstance(event_id, str) else None
 
 
-def _connection_lost(exc: Exception, session: ApplicationSession) -> bool:
+def _connection_lost(exc: BaseException, session: ApplicationSession) -> bool:
     """Did this publish fail because the session went away (retry), not because it was refused?"""
     if isinstance(exc, TransportLost) or not session.is_attached():
         return True
@@ -111,7 +126,7 @@ class Bridge:
         self.routes = config.route_table()
         self.stats = BridgeStats()
         self._queue: deque[Publication] = deque()
-        self._in_flight: dict[int, tuple[Publication, asyncio.Future[None]]] = {}
+        self._in_flight: dict[int, tuple[Publication, asyncio.Future[Any]]] = {}
         self._keys = itertools.count()
         self._session: ApplicationSession | None = None
         self._work = asyncio.Event()  # something to publish, or a window slot freed
@@ -195,6 +210,9 @@ class Bridge:
             self._reply(sender, ack)
 
     async def receive(self, socket: zmq.asyncio.Socket) -> None:
+        # Awaiting each frame costs a future and an event-loop turn; after one arrives,
+        # take what else is already queued with plain non-blocking reads on the same socket.
+        queued: zmq.Socket[bytes] = zmq.Socket.shadow(socket.underlying)
         while True:
             if not self._room.is_set():
                 self.stats.intake_paused += 1
@@ -205,8 +223,21 @@ class Bridge:
                 )
                 await self._room.wait()
                 log.info("buffer has room again: intake resumed")
-            sender, frame = await socket.recv_multipart()
-            self.accept(frame, sender)
+            self._take(await socket.recv_multipart())
+            for _ in range(RECEIVE_BATCH):
+                if not self._room.is_set():
+                    break
+                try:
+                    self._take(queued.recv_multipart(zmq.NOBLOCK))
+                except zmq.Again:
+                    break
+
+    def _take(self, frames: list[bytes]) -> None:
+        if len(frames) != 2:  # the sender's id, then one frame: an event is never multipart
+            self.stats.malformed["multipart"] += 1
+            log.warning("dropped a %d-part message: send each event as one frame", len(frames) - 1)
+            return
+        self.accept(frames[1], frames[0])
 
     async def expire_gaps(self) -> None:
         """Release events held for a gap that never filled (see bridge.sequencer)."""
@@ -234,25 +265,38 @@ class Bridge:
             ):
                 publication = self._queue.popleft()
                 key = next(self._keys)
-                task = asyncio.ensure_future(self._publish(session, key, publication))
-                self._in_flight[key] = (publication, task)
+                self._in_flight[key] = (publication, self._publish(session, key, publication))
             if len(self._queue) < self.config.publish.buffer_size:
                 self._room.set()
 
-    async def _publish(self, session: ApplicationSession, key: int, pub: Publication) -> None:
+    def _publish(
+        self, session: ApplicationSession, key: int, pub: Publication
+    ) -> asyncio.Future[Any]:
+        """Publish with acknowledgement; settle it in a callback (no task per event)."""
         try:
-            options = dict(pub.options)
-            if pub.envelope.seq is not None:
-                options["retain"] = True  # the router remembers where the topic stands
-            await session.publish(
+            future: asyncio.Future[Any] = session.publish(
                 pub.topic,
                 pub.envelope.payload,
-                options=PublishOptions(acknowledge=True, **options),
+                options=_publish_options(pub),
                 **pub.envelope.meta(),
             )
         except Exception as exc:
-            if _connection_lost(exc, session):
-                return  # recovery puts it back in order
+            future = asyncio.get_running_loop().create_future()
+            future.set_exception(exc)
+        future.add_done_callback(functools.partial(self._settled, session, key, pub))
+        return future
+
+    def _settled(
+        self, session: ApplicationSession, key: int, pub: Publication, done: asyncio.Future[Any]
+    ) -> None:
+        exc = asyncio.CancelledError() if done.cancelled() else done.exception()
+        if exc is None:
+            self.stats.published += 1
+            self.sequencer.published(pub.envelope.id)
+            self._answer(pub.envelope.id, Ack(pub.envelope.id, True))
+        elif _connection_lost(exc, session):
+            return  # recovery puts it back in order
+        else:
             self.stats.rejected += 1
             log.error(
                 "router refused event %s '%s' on '%s': %s",
@@ -263,10 +307,6 @@ class Bridge:
             )
             self.sequencer.abandoned(pub.envelope.id)
             self._answer(pub.envelope.id, Ack(pub.envelope.id, False, f"router refused: {exc}"))
-        else:
-            self.stats.published += 1
-            self.sequencer.published(pub.envelope.id)
-            self._answer(pub.envelope.id, Ack(pub.envelope.id, True))
         self._in_flight.pop(key, None)
         self._work.set()
 
@@ -298,9 +338,9 @@ class Bridge:
 
     async def _recover(self) -> None:
         """Put unacknowledged publishes back at the head of the queue, in their order."""
-        tasks = [task for _, task in self._in_flight.values()]
-        if tasks:  # the lost session fails them all; wait until each has settled
-            await asyncio.wait(tasks, timeout=5)
+        pending = [future for _, future in self._in_flight.values()]
+        if pending:  # the lost session fails them all; wait until each has settled
+            await asyncio.wait(pending, timeout=5)
         lost = [pub for _, (pub, _) in sorted(self._in_flight.items())]
         self._in_flight.clear()
         self._queue.extendleft(reversed(lost))
