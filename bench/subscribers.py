@@ -1,5 +1,5 @@
-"""Many real WebSocket subscribers (AutobahnPython, JSON, anonymous like a browser) in a
-child process of their own, so that receiving does not share a GIL with publishing.
+"""Many real WebSocket subscribers (bench/light.py: JSON, anonymous, like a browser) in
+child processes of their own, so that receiving does not share a GIL with publishing.
 
 The parent drives the pool over a pipe: ``collect`` waits until a number of events has
 arrived and returns, per event key (the payload's ``title``), the first and last arrival
@@ -11,16 +11,12 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import time
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 from urllib.parse import urlsplit
 
-import txaio
-from autobahn.asyncio.wamp import ApplicationSession
-from autobahn.asyncio.websocket import WampWebSocketClientFactory
-from autobahn.wamp.serializer import JsonSerializer
-from autobahn.wamp.types import ComponentConfig
-
+from bench.light import LightSubscriber
 from sandbar.heap import freeze_startup_heap
 
 #: key -> [first arrival, last arrival, count]
@@ -32,7 +28,7 @@ class _Tally:
         self.arrivals: Arrivals = {}
         self.total = 0
         self.dropped = 0  # sessions the router closed (e.g. auto-ping timeout while lagging)
-        self.sessions: list[_Sink] = []
+        self.sessions: list[LightSubscriber] = []
 
     def on_event(self, payload: dict[str, Any], *args: Any, **kwargs: Any) -> None:
         now = time.monotonic()
@@ -45,34 +41,24 @@ class _Tally:
             record[2] += 1
 
 
-class _Sink(ApplicationSession):
-    def __init__(self, topic: str, tally: _Tally, ready: asyncio.Future[None]) -> None:
-        super().__init__(ComponentConfig("sandbar"))
-        self.topic, self.tally, self.ready = topic, tally, ready
-        self.stopping = False
+def _dropped(tally: _Tally) -> Callable[[], None]:
+    def count() -> None:
+        tally.dropped += 1
 
-    async def onJoin(self, details: Any) -> None:
-        try:
-            await self.subscribe(self.tally.on_event, self.topic)
-            self.tally.sessions.append(self)
-            self.ready.set_result(None)
-        except Exception as exc:
-            self.ready.set_exception(exc)
-
-    def onDisconnect(self) -> None:
-        if not self.stopping:
-            self.tally.dropped += 1
+    return count
 
 
 async def _connect(url: str, topic: str, tally: _Tally) -> None:
-    loop = asyncio.get_running_loop()
-    ready: asyncio.Future[None] = loop.create_future()
-    factory = WampWebSocketClientFactory(
-        lambda: _Sink(topic, tally, ready), url=url, serializers=[JsonSerializer()]
-    )
     parts = urlsplit(url)
-    await loop.create_connection(factory, str(parts.hostname), int(parts.port or 0))
-    await asyncio.wait_for(ready, 30)
+    host, port = str(parts.hostname), int(parts.port or 80)
+    loop = asyncio.get_running_loop()
+    _, subscriber = await loop.create_connection(
+        lambda: LightSubscriber(host, port, parts.path, topic, tally.on_event, _dropped(tally)),
+        host,
+        port,
+    )
+    await asyncio.wait_for(subscriber.ready, 30)
+    tally.sessions.append(subscriber)
 
 
 async def _serve(url: str, topic: str, count: int, pipe: Connection) -> None:
@@ -88,9 +74,7 @@ async def _serve(url: str, topic: str, count: int, pipe: Connection) -> None:
         command = await loop.run_in_executor(None, pipe.recv)
         if command[0] == "stop":
             for session in tally.sessions:
-                session.stopping = True
-                if session.is_attached():
-                    session.leave()
+                session.leave()
             await asyncio.sleep(0.2)
             return
         _, expected, timeout = command
@@ -103,7 +87,6 @@ async def _serve(url: str, topic: str, count: int, pipe: Connection) -> None:
 
 
 def _main(url: str, topic: str, count: int, pipe: Connection) -> None:
-    txaio.start_logging(level="error")  # type: ignore[attr-defined]  # not one line per closing handshake
     asyncio.run(_serve(url, topic, count, pipe))
 
 
