@@ -3,9 +3,9 @@ the bridge for sure.
 
 * ``record`` writes the event in the caller's transaction, numbered per topic
   (``seq``, in commit order: a row lock on the topic's counter orders writers).
-* After commit the event is handed at once to this process's :class:`Relay`,
-  which sends it to the bridge and marks it delivered when the bridge acknowledges
-  it (the bridge does so only once the router has acknowledged the publish).
+* After commit the request thread sends it to the bridge at once, asking for the
+  acknowledgement to go to this process's :class:`Relay`, which marks the row
+  delivered (the bridge acks only once the router has acknowledged the publish).
 * Every row carries a lease; a row not acknowledged when its lease runs out (the
   bridge was away, the worker died after commit) is claimed by whichever
   process's relay gets there first and sent again, with backoff. The bridge drops
@@ -20,9 +20,9 @@ import functools
 import json
 import logging
 import os
-import queue
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -43,6 +43,7 @@ from sqlalchemy import (
 
 from api.db import outbox, outbox_epoch, topic_seqs, upsert
 from api.writers import begin_write
+from bridge.client import EventSender, SendError
 from bridge.curve import connect_as_client
 from bridge.envelope import Ack, Envelope, MalformedFrame
 from bridge.routes import RouteTable
@@ -162,12 +163,20 @@ _current: contextvars.ContextVar[_Unit | None] = contextvars.ContextVar("outbox_
 
 
 class Outbox:
-    """Records events with the caller's changes and hands them to the relay after commit."""
+    """Records events with the caller's changes and sends them once committed."""
 
     def __init__(self, engine: Engine, routes: RouteTable, settings: OutboxSettings) -> None:
         self.engine, self.routes, self.settings = engine, routes, settings
         self.epoch = outbox_epoch(engine)
         self.relay = Relay(engine, settings, self.epoch)
+        #: the request threads' own sockets: a hand-off to the relay thread would wait for
+        #: the GIL until the request is answered (~0.5 ms)
+        self.sender = EventSender(
+            settings.bridge_endpoint,
+            curve_server_key=settings.curve_server_key,
+            curve_secret_key=settings.curve_secret_key,
+        )
+        self._warned_at = -1e9
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -179,7 +188,22 @@ class Outbox:
                 yield conn
             finally:
                 _current.reset(token)
-        self.relay.submit(unit.envelopes)  # committed: send now (the low-latency path)
+        self._send_committed(unit.envelopes)
+
+    def _send_committed(self, envelopes: list[Envelope]) -> None:
+        """Send now, the bridge's acks going to this process's relay; whatever does not
+        leave now is resent by a relay once its lease ends."""
+        if not envelopes:
+            return
+        reply_to = self.relay.start()
+        for envelope in envelopes:
+            try:
+                self.sender.send_envelope(replace(envelope, reply_to=reply_to))
+            except SendError as exc:
+                if time.monotonic() - self._warned_at > 10:  # once in a while, not per request
+                    self._warned_at = time.monotonic()
+                    log.warning("%s; the outbox resends it later", exc)
+                return
 
     def emit(self, name: str, payload: dict[str, Any]) -> None:
         """Record an event in the current transaction, or in one of its own."""
@@ -196,67 +220,56 @@ class Outbox:
 
 
 class Relay:
-    """One per process: sends committed events to the bridge and records its acks.
+    """One per process: records the bridge's acks, and resends what was not acknowledged.
 
-    The thread owns its ZeroMQ DEALER socket (sockets are not thread-safe); request
-    threads hand it envelopes through a queue and a wake-up pipe.
+    Request threads send committed events themselves (:meth:`Outbox.transaction`) with
+    ``reply_to`` naming this relay's socket, so the acks come here. The thread owns its
+    ZeroMQ DEALER socket (sockets are not thread-safe).
     """
 
     def __init__(self, engine: Engine, settings: OutboxSettings, epoch: str | None = None) -> None:
         self.engine, self.settings, self.epoch = engine, settings, epoch
-        self._queue: queue.SimpleQueue[Envelope] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._pid: int | None = None
-        self._wake_w = -1
+        self.identity = ""
         self._stopping = threading.Event()
         self._delivered: list[str] = []  # acknowledged, not yet marked in the database
         self._flush_at: float | None = None
 
-    def submit(self, envelopes: list[Envelope]) -> None:
-        if not envelopes:
-            return
-        self.start()
-        for envelope in envelopes:
-            self._queue.put(envelope)
-        with contextlib.suppress(BlockingIOError):
-            os.write(self._wake_w, b"!")
-
-    def start(self) -> None:
-        """Start this process's relay thread (again after a fork)."""
+    def start(self) -> str:
+        """Start this process's relay thread (again after a fork); return its socket's
+        routing id, the ``reply_to`` of what this process sends."""
         with self._lock:
-            if self._pid == os.getpid():
-                return
-            read_fd, self._wake_w = os.pipe()
-            os.set_blocking(read_fd, False)
-            os.set_blocking(self._wake_w, False)
-            self._pid = os.getpid()
-            threading.Thread(
-                target=self._run, args=(read_fd,), name="outbox-relay", daemon=True
-            ).start()
+            if self._pid != os.getpid():
+                self._pid = os.getpid()
+                self.identity = f"outbox-relay-{self._pid}-{uuid.uuid4().hex[:12]}"
+                connected = threading.Event()
+                threading.Thread(
+                    target=self._run,
+                    args=(self.identity, connected),
+                    name="outbox-relay",
+                    daemon=True,
+                ).start()
+                connected.wait(5)  # acks for what is sent next need somewhere to arrive
+            return self.identity
 
     def stop(self) -> None:
         self._stopping.set()
 
-    def _run(self, wake_fd: int) -> None:
+    def _run(self, identity: str, connected: threading.Event) -> None:
         socket: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
         socket.setsockopt(zmq.LINGER, 0)
+        socket.setsockopt(zmq.ROUTING_ID, identity.encode())
         if self.settings.curve_server_key:
             connect_as_client(
                 socket, self.settings.curve_server_key, self.settings.curve_secret_key or ""
             )
         socket.connect(self.settings.bridge_endpoint)
-        poller = zmq.Poller()
-        poller.register(socket, zmq.POLLIN)
-        poller.register(wake_fd, zmq.POLLIN)
+        connected.set()
         next_scan = next_prune = 0.0
         while not self._stopping.is_set():
             try:
-                ready = dict(poller.poll(timeout=self._poll_timeout_ms()))
-                if wake_fd in ready:
-                    with contextlib.suppress(BlockingIOError):
-                        os.read(wake_fd, 65536)
-                self._send(socket, self._drain_queue())
-                if socket in ready:
+                if socket.poll(timeout=self._poll_timeout_ms()):
                     self._read_acks(socket)
                 self._flush_delivered()
                 if time.monotonic() >= next_scan:
@@ -278,13 +291,6 @@ class Relay:
         if self._flush_at is not None:
             timeout = min(timeout, max(0.0, self._flush_at - time.monotonic()))
         return int(timeout * 1000) + 1
-
-    def _drain_queue(self) -> list[Envelope]:
-        envelopes = []
-        with contextlib.suppress(queue.Empty):
-            while True:
-                envelopes.append(self._queue.get_nowait())
-        return envelopes
 
     def _send(self, socket: zmq.Socket[bytes], envelopes: list[Envelope]) -> None:
         for envelope in envelopes:

@@ -25,6 +25,7 @@ from bench import report
 from bench.measure import fanout, latency, throughput
 from bench.publishers import TOPIC, Bridge, HttpPublisher, Limit, Publisher, Rest
 from bench.subscribers import SubscriberPool
+from sandbar.heap import freeze_startup_heap
 from sandbar.paths import ROUTER_TEMPLATE
 from tests.support.procs import SHIPPED_BRIDGE_CONFIG, Api, Router, Topics
 from tests.support.procs import Bridge as BridgeProc
@@ -139,6 +140,7 @@ def main() -> None:
                 "api": api.proc.pid,
             }
             print(f"stack up in {time.monotonic() - began:.0f}s; measuring", flush=True)
+            freeze_startup_heap()  # the measuring client must not pause for full GC passes
             results = asyncio.run(run(s, router, bridge, api, pids))
         finally:
             for proc in reversed(procs):

@@ -5,7 +5,10 @@
 The id travels on to subscribers so one event can be traced end to end.
 Events from the API's outbox also carry ``topic``, ``seq`` (per topic, in commit
 order) and ``floor`` (the lowest ``seq`` on that topic not yet acknowledged), and
-``ack: true`` to ask the bridge to confirm once the router has the event.
+``ack: true`` to ask the bridge to confirm once the router has the event, and
+optionally ``reply_to``: the ZeroMQ routing id of the socket that wants that answer,
+when it is not the sending one (the API's request threads send, its relay thread
+reads the answers).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ class Envelope:
     floor: int | None = None
     epoch: str | None = None  # which outbox (database) numbered it; seq restarts with a new one
     ack: bool = False
+    reply_to: str | None = None  # routing id of the socket awaiting the ack (default: sender)
 
     def to_bytes(self) -> bytes:
         """Encode as compact UTF-8 JSON; raise TypeError if the payload is not JSON-able."""
@@ -59,6 +63,8 @@ class Envelope:
                 document[key] = getattr(self, key)
         if self.ack:
             document["ack"] = True
+        if self.reply_to is not None:
+            document["reply_to"] = self.reply_to
         return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
 
     def meta(self) -> dict[str, Any]:
@@ -105,6 +111,7 @@ class Envelope:
         epoch = document.get("epoch")
         if epoch is not None and not isinstance(epoch, str):
             raise MalformedFrame("bad_sequence", "'epoch' must be a string")
+        reply_to = reply_address(document)
         return cls(
             name=name,
             payload=payload,
@@ -115,7 +122,22 @@ class Envelope:
             floor=floor,
             epoch=epoch,
             ack=document.get("ack") is True,
+            reply_to=reply_to,
         )
+
+
+def reply_address(document: dict[str, Any]) -> str | None:
+    """The envelope's ``reply_to``, checked: a short printable ASCII routing id."""
+    reply_to = document.get("reply_to")
+    if reply_to is None:
+        return None
+    if not (isinstance(reply_to, str) and 0 < len(reply_to) <= 64 and reply_to.isascii()):
+        raise MalformedFrame(
+            "bad_reply_to", "'reply_to' must be a routing id of 1-64 ASCII characters"
+        )
+    if not reply_to.isprintable():
+        raise MalformedFrame("bad_reply_to", "'reply_to' must be printable")
+    return reply_to
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from autobahn.wamp.types import PublishOptions, SubscribeOptions
 
 from bridge import curve
 from bridge.config import DEFAULT_PATH, BridgeConfig, load_config
-from bridge.envelope import Ack, Envelope, MalformedFrame
+from bridge.envelope import Ack, Envelope, MalformedFrame, reply_address
 from bridge.routes import Publication
 from bridge.sequencer import Sequencer
 from sandbar.config import ConfigError
@@ -76,15 +76,19 @@ async def _last_retained_seq(
     return seen[-1] if seen else (None, None)
 
 
-def _event_id_of(frame: bytes) -> str | None:
-    """The id of a frame that failed validation, if it asked for an answer (``ack: true``)
-    and is JSON enough to have one; fire-and-forget senders never read answers."""
+def _refusal_address(frame: bytes, sender: bytes) -> tuple[str, bytes] | None:
+    """Where to refuse a frame that failed validation: its id and the socket awaiting the
+    answer, if it asked for one (``ack: true``) and is JSON enough to say so;
+    fire-and-forget senders never read answers."""
     try:
         document = json.loads(frame)
         event_id = document.get("id") if document.get("ack") is True else None
+        reply_to = reply_address(document)
     except Exception:
         return None
-    return event_id if isinstance(event_id, str) else None
+    if not isinstance(event_id, str):
+        return None
+    return event_id, reply_to.encode() if reply_to else sender
 
 
 def _connection_lost(exc: BaseException, session: ApplicationSession) -> bool:
@@ -148,18 +152,20 @@ class Bridge:
         except MalformedFrame as exc:
             self.stats.malformed[exc.reason] += 1
             log.warning("dropped malformed frame (%s): %s", exc.reason, exc.detail)
-            event_id = _event_id_of(frame) if sender else None
-            if event_id is not None:  # tell the sender it is refused for good: no resends
-                self._reply(sender, Ack(event_id, False, f"{exc.reason}: {exc.detail}"))
+            refusal = _refusal_address(frame, sender) if sender else None
+            if refusal is not None:  # tell the sender it is refused for good: no resends
+                event_id, address = refusal
+                self._reply(address, Ack(event_id, False, f"{exc.reason}: {exc.detail}"))
             return
         self.stats.received += 1
+        address = envelope.reply_to.encode() if envelope.reply_to else sender
         if self.sequencer.was_published(envelope.id):  # a resend whose ack got lost
             self.sequencer.stats.duplicates += 1
             if envelope.ack and sender:
-                self._reply(sender, Ack(envelope.id, True))
+                self._reply(address, Ack(envelope.id, True))
             return
         if envelope.ack and sender:
-            self._waiting.setdefault(envelope.id, []).append(sender)
+            self._waiting.setdefault(envelope.id, []).append(address)
         self._enqueue(self.sequencer.admit(publication))  # a pending duplicate adds nothing
         topic = publication.topic
         if self.sequencer.needs_baseline(topic) and topic not in self._baselines:
