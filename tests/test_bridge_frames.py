@@ -30,6 +30,9 @@ BAD_FRAMES = {
     "bad_field": json.dumps(
         {"name": "chat.announcement", "payload": {"channel": "a.b", "text": "hi"}}
     ).encode(),
+    "bad_reply_to": json.dumps(
+        {"name": "article.created", "payload": {}, "ack": True, "reply_to": "\u00e9" * 3}
+    ).encode(),
     "too_large": json.dumps(
         {"name": "article.created", "payload": {"x": "y" * (1024 * 1024 + 10)}}
     ).encode(),
@@ -118,4 +121,38 @@ def test_a_refused_event_that_asked_for_an_ack_is_answered_so_it_is_not_resent(b
     sock.setsockopt(zmq.RCVTIMEO, 1000)
     with pytest.raises(zmq.Again):
         sock.recv()  # no answer for a sender that did not ask
+    sock.close()
+
+
+def test_acks_go_to_the_socket_named_in_reply_to(bridge, subscribe):
+    """The API's request threads send; its relay's socket (reply_to) gets the answers."""
+    subscriber = subscribe("articles")
+    relay: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
+    relay.setsockopt(zmq.ROUTING_ID, b"outbox-relay-test")
+    relay.setsockopt(zmq.RCVTIMEO, 5000)
+    relay.connect(bridge.endpoint)
+    sender = _raw_push(bridge.endpoint)
+    sender.setsockopt(zmq.RCVTIMEO, 1000)
+    event = {"id": "r1", "name": "article.created", "payload": {"title": "t"}, "ack": True}
+    wait_until(lambda: relay.poll(10, zmq.POLLOUT), 5, "relay connected")
+    sender.send(json.dumps({**event, "reply_to": "outbox-relay-test"}).encode())
+    sender.send(
+        json.dumps({**event, "id": "r2", "name": "nope", "reply_to": "outbox-relay-test"}).encode()
+    )
+    answers = {Ack.from_bytes(relay.recv()).id for _ in range(2)}
+    assert answers == {"r1", "r2"}  # the published one and the refused one
+    with pytest.raises(zmq.Again):
+        sender.recv()  # nothing went back to the sending socket
+    assert subscriber.wait_for(1, timeout=5)[0].args[0] == {"title": "t"}
+    relay.close()
+    sender.close()
+
+
+def test_a_multipart_message_is_counted_not_fatal(bridge, subscribe):
+    subscriber = subscribe("articles")
+    sock = _raw_push(bridge.endpoint)
+    sock.send_multipart([b'{"name": "article.created"}', b"second part"])
+    wait_until(lambda: bridge.stats()["malformed"].get("multipart") == 1, 5, "counted")
+    EventSender(bridge.endpoint).send("article.created", {"title": "after"})
+    assert subscriber.wait_for(1, timeout=5)[0].args[0] == {"title": "after"}
     sock.close()
