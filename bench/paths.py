@@ -101,6 +101,10 @@ async def run(
                         print(f"  {tag}: {result['events_per_s']:.0f} events/s", flush=True)
                 if subs == 1:
                     for pub in publishers:
+                        # Steady state at the rate, not the recovery from the bursts above:
+                        # a second to settle and one of warm-up at the rate, not counted.
+                        await asyncio.sleep(1.0)
+                        await latency(pub, pool, f"warm-lat-{pub.name}", s.rate, 1.0)
                         lat[pub.name] = await latency(
                             pub, pool, f"lat-{pub.name}", s.rate, s.seconds
                         )

@@ -25,8 +25,8 @@ def table(r: dict[str, Any]) -> str:
     s = r["settings"]
     lines = [
         f"Events/s counted at every subscriber: median of {s['rounds']} round(s) of "
-        f"{s['count']} events ({s['count'] // 4} for http-publisher and rest; a third of that at 10 subscribers); latency at {s['rate']:.0f} events/s for {s['seconds']:.0f} s, "
-        "send -> arrival at the subscriber.",
+        f"{s['count']} events ({s['count'] // 4} for http-publisher and rest; a third of that at 10 subscribers); latency at {s['rate']:.0f} events/s for {s['seconds']:.0f} s (after 1 s of "
+        "warm-up at that rate), send -> arrival at the subscriber.",
         "",
         "| path | events/s, 1 sub | x limit | events/s, 10 subs | deliveries/s, 10 subs "
         "| x limit | p50 ms | p95 ms | p99 ms | max ms | CPU %, 1 sub: router/bridge/api/subscriber |",
