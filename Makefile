@@ -11,7 +11,7 @@ VENDOR    := web/vendor/autobahn.min.js
 CHROMIUM ?= /usr/bin/chromium
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: up test lint install browser clean bench bench-quick
+.PHONY: up test lint install browser clean bench bench-quick bench-tune
 
 up: $(STAMP) $(VENDOR)
 	$(BIN)/sandbar up
@@ -31,6 +31,10 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	$(BIN)/python -m bench.paths --quick
 	$(BIN)/python -m bench.delivery --quick
+
+# What each tuning knob is worth, shipped setting against the alternatives (bench/tune.py).
+bench-tune: $(STAMP)
+	$(BIN)/python -m bench.tune
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy

@@ -38,10 +38,13 @@ class Limit:
         self.connection = RouterConnection(url=backend_url, authid="bridge", ticket=SECRET)
         self.window = window
         self.session: BackendSession | None = None
+        self.gone: asyncio.Future[None] | None = None
 
     async def open(self) -> None:
         joined: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.session, _ = await open_session(self.connection, lambda s, d: joined.set_result(None))
+        self.session, self.gone = await open_session(
+            self.connection, lambda s, d: joined.set_result(None)
+        )
         await asyncio.wait_for(joined, 10)
 
     async def send(self, key: str) -> None:
@@ -56,8 +59,9 @@ class Limit:
         )
 
     async def close(self) -> None:
-        if self.session is not None and self.session.is_attached():
+        if self.session is not None and self.gone is not None and self.session.is_attached():
             self.session.leave()
+            await asyncio.wait_for(asyncio.shield(self.gone), 5)  # its onLeave runs to the end
 
 
 class Bridge:
