@@ -2,7 +2,8 @@
 
 Both paths run side by side against the same router and bridge, each with its own
 API (gunicorn, 2 workers) and database, measured in alternating rounds so that
-machine noise hits both alike. Prints a markdown table; writes JSON next to it.
+machine noise hits both alike, with the same client and subscribers as
+``bench.paths``. Prints a markdown table; writes JSON next to it.
 
     python -m bench.delivery [--quick]
 """
@@ -10,88 +11,46 @@ machine noise hits both alike. Prints a markdown table; writes JSON next to it.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import platform
 import statistics
 import tempfile
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
-import requests
-
+from bench.measure import latency, percentile, throughput
+from bench.publishers import TOPIC, Rest
+from bench.report import RESULTS
+from bench.subscribers import SubscriberPool
+from sandbar.heap import freeze_startup_heap
 from tests.support.procs import Api, Bridge, Router, Topics
-from tests.support.wamp import Subscriber
 
-RESULTS = Path(__file__).parent / "results"
-
-
-class Clocked(Subscriber):
-    """Records when each article (by title) arrived."""
-
-    def __init__(self, url: str) -> None:
-        super().__init__(url, ["articles"])
-        self.arrived: dict[str, float] = {}
-
-    def _collector(self, topic: str) -> Any:
-        def on_event(*args: Any, **kwargs: Any) -> None:
-            self.arrived[args[0]["title"]] = time.perf_counter()
-
-        return on_event
+Results = dict[str, dict[str, list[float]]]
 
 
-def throughput(api: Api, sub: Clocked, tag: str, count: int) -> float:
-    """Events/s from the first POST to the last event received, 8 concurrent clients."""
-    titles = [f"{tag}-{i}" for i in range(count)]
-    start = time.perf_counter()
-    with ThreadPoolExecutor(8) as pool:
-        list(
-            pool.map(
-                lambda t: requests.post(
-                    f"{api.url}/articles",
-                    headers=api.auth,
-                    json={"title": t, "body": "b"},
-                    timeout=30,
-                ),
-                titles,
-            )
-        )
-    deadline = time.monotonic() + 60
-    while not all(t in sub.arrived for t in titles):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{tag}: lost {sum(t not in sub.arrived for t in titles)} events")
-        time.sleep(0.005)
-    return count / (max(sub.arrived[t] for t in titles) - start)
-
-
-def latency(api: Api, sub: Clocked, tag: str, rate: float, seconds: float) -> list[float]:
-    """POST at a fixed rate below saturation; ms from sending the POST to receiving the event."""
-    sent: dict[str, float] = {}
-    session = requests.Session()
-    interval, n = 1 / rate, int(rate * seconds)
-    begin = time.perf_counter()
-    for i in range(n):
-        pause = begin + i * interval - time.perf_counter()
-        if pause > 0:
-            time.sleep(pause)
-        title = f"{tag}-{i}"
-        sent[title] = time.perf_counter()
-        session.post(
-            f"{api.url}/articles", headers=api.auth, json={"title": title, "body": "b"}, timeout=30
-        )
-    deadline = time.monotonic() + 30
-    while not all(t in sub.arrived for t in sent):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{tag}: lost {sum(t not in sub.arrived for t in sent)} events")
-        time.sleep(0.005)
-    return [(sub.arrived[t] - sent[t]) * 1000 for t in sent]
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+async def measure(
+    apis: dict[str, Api], ws_url: str, rounds: int, count: int, rate: float, seconds: float
+) -> Results:
+    results: Results = {path: {"eps": [], "lat": []} for path in apis}
+    publishers = {path: Rest(api.port, api.auth) for path, api in apis.items()}
+    pids = {f"api-{path}": api.proc.pid for path, api in apis.items()}
+    pool = await asyncio.to_thread(SubscriberPool(ws_url, TOPIC, 1).start)
+    try:
+        for path, pub in publishers.items():
+            await pub.open()
+            await throughput(pub, pool, f"warm-{path}", 200, pids)
+        for r in range(rounds):
+            for path, pub in publishers.items():
+                got = await throughput(pub, pool, f"{path}-t{r}", count, pids)
+                results[path]["eps"].append(got["events_per_s"])
+                await asyncio.sleep(1.0)  # settle, then warm up at the rate (not counted)
+                await latency(pub, pool, f"{path}-w{r}", rate, 1.0)
+                results[path]["lat"] += await latency(pub, pool, f"{path}-l{r}", rate, seconds)
+    finally:
+        for pub in publishers.values():
+            await pub.close()
+        await asyncio.to_thread(pool.close)
+    return results
 
 
 def main() -> None:
@@ -111,18 +70,13 @@ def main() -> None:
             "fire-and-forget": Api(work / "ff", bridge.endpoint, delivery="fire_and_forget"),
             "reliable": Api(work / "rel", bridge.endpoint),
         }
-        for api in apis.values():
-            api.start()
-            assert api.auth  # a signed-in writer, before threads share it
-        sub = Clocked(router.ws_url).start()
-        results: dict[str, dict[str, list[float]]] = {p: {"eps": [], "lat": []} for p in apis}
         try:
-            for r in range(rounds):
-                for path, api in apis.items():
-                    results[path]["eps"].append(throughput(api, sub, f"{path}-t{r}", count))
-                    results[path]["lat"] += latency(api, sub, f"{path}-l{r}", rate, seconds)
+            for api in apis.values():
+                api.start()
+                assert api.auth  # a signed-in writer
+            freeze_startup_heap()  # the measuring client must not pause for full GC passes
+            results = asyncio.run(measure(apis, router.ws_url, rounds, count, rate, seconds))
         finally:
-            sub.close()
             for api in apis.values():
                 api.stop()
             bridge.stop()
@@ -131,9 +85,7 @@ def main() -> None:
     report(results, rounds, count, rate)
 
 
-def report(
-    results: dict[str, dict[str, list[float]]], rounds: int, count: int, rate: float
-) -> None:
+def report(results: Results, rounds: int, count: int, rate: float) -> None:
     base = statistics.median(results["fire-and-forget"]["eps"])
     rows = []
     for path, r in results.items():
@@ -149,8 +101,9 @@ def report(
             }
         )
     print(
-        f"\nDelivery paths: median of {rounds} rounds of {count} events (8 clients) for "
-        f"throughput; latency at {rate:.0f} events/s, POST sent → event received\n"
+        f"\nDelivery paths: median of {rounds} rounds of {count} events (8 keep-alive "
+        f"connections) for throughput; latency at {rate:.0f} events/s after 1 s of warm-up, "
+        "POST sent → event received\n"
     )
     print("| path | events/s | x fire-and-forget | p50 ms | p99 ms | max ms |")
     print("|---|---:|---:|---:|---:|---:|")
@@ -176,5 +129,4 @@ def report(
 
 
 if __name__ == "__main__":
-    threading.current_thread().name = "bench"
     main()
