@@ -77,6 +77,7 @@ outbox = Table(
     Column("failed", Text, nullable=True),  # why the bridge refused it for good
     UniqueConstraint("topic", "seq"),
     Index("ix_outbox_pending", "delivered_at", "lease_until"),
+    Index("ix_outbox_ts", "ts"),  # retention: finds expired rows without a table scan
 )
 _unacknowledged = outbox.c.delivered_at.is_(None) & outbox.c.failed.is_(None)
 #: Only the rows still waiting for the bridge, by topic: the relay's per-send ``floor``

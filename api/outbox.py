@@ -392,19 +392,28 @@ class Relay:
     def _prune(self) -> None:
         """Drop delivered rows past the retention age, and beyond the retention count."""
         cutoff = now_ms() - int(self.settings.retention_seconds * 1000)
-        with begin_write(self.engine) as conn:
-            conn.execute(
-                delete(outbox).where(outbox.c.delivered_at.is_not(None), outbox.c.ts < cutoff)
-            )
+        self._delete_delivered(outbox.c.ts < cutoff)
+        with self.engine.connect() as conn:
             keep_from = conn.execute(
                 select(outbox.c.id)
                 .order_by(outbox.c.id.desc())
                 .offset(self.settings.retention_rows)
                 .limit(1)
             ).scalar_one_or_none()
-            if keep_from is not None:
-                conn.execute(
-                    delete(outbox).where(
-                        outbox.c.delivered_at.is_not(None), outbox.c.id <= keep_from
-                    )
-                )
+        if keep_from is not None:
+            self._delete_delivered(outbox.c.id <= keep_from)
+
+    def _delete_delivered(self, condition: Any, batch: int = 1000) -> None:
+        """Delete delivered rows matching ``condition``, a batch per transaction: request
+        threads waiting for their turn to write wait for one batch at most."""
+        doomed = (
+            select(outbox.c.id)
+            .where(outbox.c.delivered_at.is_not(None), condition)
+            .limit(batch)
+            .scalar_subquery()
+        )
+        while True:
+            with begin_write(self.engine) as conn:
+                deleted = conn.execute(delete(outbox).where(outbox.c.id.in_(doomed))).rowcount
+            if deleted < batch:
+                return
