@@ -173,7 +173,9 @@ def stacks(knob: Knob) -> Iterator[list[Stack]]:
             for i, setting in enumerate(knob.settings):
                 work = Path(tmp) / str(i)
                 work.mkdir()
-                started.append(Stack(work, setting, knob.path).start())
+                stack = Stack(work, setting, knob.path)
+                started.append(stack)  # stopped below even if it fails half-started
+                stack.start()
             yield started
         finally:
             for stack in started:
