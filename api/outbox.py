@@ -43,7 +43,7 @@ from sqlalchemy import (
 
 from api.db import outbox, outbox_epoch, topic_seqs, upsert
 from api.writers import begin_write
-from bridge.client import EventSender, SendError
+from bridge.client import EventSender
 from bridge.curve import connect_as_client
 from bridge.envelope import Ack, Envelope, MalformedFrame
 from bridge.routes import RouteTable
@@ -147,8 +147,10 @@ def record(
         },
     )
     # Read here, in the transaction that holds the topic's counter, rather than at send
-    # time: it costs no extra query. By the send it can only be lower than the truth,
-    # which is safe (the bridge waits for a resend, never skips an event).
+    # time: it costs no extra query. By the send it can only be lower than the truth.
+    # The bridge uses it only for a topic the router has no retained event of (both
+    # restarted); a floor acknowledged meanwhile then holds the topic until the gap
+    # timeout (15 s). It never makes the bridge skip an event.
     floor = conn.execute(_FLOOR, {"topic": publication.topic}).scalar_one()
     return replace(envelope, topic=publication.topic, seq=seq, floor=int(floor))
 
@@ -195,15 +197,14 @@ class Outbox:
         leave now is resent by a relay once its lease ends."""
         if not envelopes:
             return
-        reply_to = self.relay.start()
-        for envelope in envelopes:
-            try:
+        try:  # committed already: nothing here may fail the request
+            reply_to = self.relay.start()
+            for envelope in envelopes:
                 self.sender.send_envelope(replace(envelope, reply_to=reply_to))
-            except SendError as exc:
-                if time.monotonic() - self._warned_at > 10:  # once in a while, not per request
-                    self._warned_at = time.monotonic()
-                    log.warning("%s; the outbox resends it later", exc)
-                return
+        except Exception as exc:
+            if time.monotonic() - self._warned_at > 10:  # once in a while, not per request
+                self._warned_at = time.monotonic()
+                log.warning("event not sent now (%s); the outbox resends it later", exc)
 
     def emit(self, name: str, payload: dict[str, Any]) -> None:
         """Record an event in the current transaction, or in one of its own."""
@@ -334,6 +335,13 @@ class Relay:
         if not self._delivered or not (force or time.monotonic() >= (self._flush_at or 0)):
             return
         delivered, self._delivered, self._flush_at = self._delivered, [], None
+        try:
+            self._mark_delivered(delivered)
+        except Exception:
+            self._delivered[:0] = delivered  # try again at the next flush (e.g. after a
+            raise  # deadlock PostgreSQL broke between two relays)
+
+    def _mark_delivered(self, delivered: list[str]) -> None:
         with begin_write(self.engine) as conn:
             for start in range(0, len(delivered), 500):  # within every database's bind limit
                 conn.execute(

@@ -56,7 +56,9 @@ class _Gunicorn(BaseApplication):
 
 def run(config: ServeConfig) -> None:
     """Create the schema once in the master, then serve until SIGTERM/SIGINT."""
-    create_schema(make_engine(config.api.database_url))
+    engine = make_engine(config.api.database_url)
+    create_schema(engine)
+    engine.dispose()  # the workers open their own; nothing of it crosses the forks
     _Gunicorn(config).run()
 
 

@@ -32,6 +32,7 @@ from sqlalchemy import Connection, Engine
 log = logging.getLogger("sandbar.api.db")
 
 CHECKPOINT_INTERVAL = 0.5  # seconds
+TURN_TIMEOUT = 5.0  # seconds, like SQLite's busy_timeout
 AUTOCHECKPOINT_PAGES = 10_000  # the backstop: ~40 MB of log
 
 
@@ -47,37 +48,82 @@ class SqliteWriters:
     def reset(self) -> None:
         """Forget the per-process state (in a forked child: none of it crosses a fork)."""
         self._mutex = threading.Lock()
+        self._held = threading.local()  # this thread's depth: a nested turn is the same turn
         self._fd: int | None = None  # flock belongs to an open file: each process opens its own
         self._checkpointing = False
 
     @contextlib.contextmanager
     def turn(self) -> Iterator[None]:
-        with self._mutex:
-            if self._fd is None:
-                self._fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-                self._start_checkpoints()
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        depth = getattr(self._held, "depth", 0)
+        if depth:
+            self._held.depth = depth + 1
             try:
                 yield
             finally:
+                self._held.depth = depth
+            return
+        deadline = time.monotonic() + TURN_TIMEOUT
+        if not self._mutex.acquire(timeout=TURN_TIMEOUT):
+            raise WriteTimeout(self.lock_path, "another thread of this process")
+        try:
+            if self._fd is None:
+                self._fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+                self._start_checkpoints()
+            self._flock(self._fd, deadline)
+            self._held.depth = 1
+            try:
+                yield
+            finally:
+                self._held.depth = 0
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._mutex.release()
+
+    def _flock(self, fd: int, deadline: float) -> None:
+        """Take the file lock, polling finely (a blocking flock has no timeout)."""
+        pause = 0.0001
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise WriteTimeout(self.lock_path, "another process") from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.001)
 
     def _start_checkpoints(self) -> None:
         if not self._checkpointing:
             self._checkpointing = True
             threading.Thread(
-                target=self._checkpoints, name="sqlite-checkpoint", daemon=True
+                target=_checkpoints, args=(self.engine,), name="sqlite-checkpoint", daemon=True
             ).start()
 
-    def _checkpoints(self) -> None:
-        while (engine := self.engine()) is not None:
-            try:
-                with engine.connect() as conn:
-                    conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
-            except Exception:  # the backstop still checkpoints; try again later
-                log.exception("background WAL checkpoint failed")
-            del engine
-            time.sleep(CHECKPOINT_INTERVAL)
+
+class WriteTimeout(RuntimeError):
+    def __init__(self, lock_path: Path, holder: str) -> None:
+        super().__init__(
+            f"waited {TURN_TIMEOUT:.0f} s to write to the database: {holder} kept its turn "
+            f"({lock_path}); is a process stopped, or a transaction doing slow work inside?"
+        )
+
+
+def _checkpoints(engine_ref: weakref.ref[Engine]) -> None:
+    """Checkpoint every CHECKPOINT_INTERVAL for as long as the engine lives."""
+    while _checkpoint_once(engine_ref):
+        time.sleep(CHECKPOINT_INTERVAL)
+
+
+def _checkpoint_once(engine_ref: weakref.ref[Engine]) -> bool:
+    engine = engine_ref()  # a local of this call only: the engine can be collected between
+    if engine is None:
+        return False
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+    except Exception:  # the backstop still checkpoints; try again later
+        log.exception("background WAL checkpoint failed")
+    return True
 
 
 _writers: weakref.WeakKeyDictionary[Engine, SqliteWriters] = weakref.WeakKeyDictionary()

@@ -135,7 +135,7 @@ class LightSubscriber(asyncio.Protocol):
         elif kind == SUBSCRIBED:
             if not self.ready.done():
                 self.ready.set_result(None)
-        elif kind == GOODBYE:
+        elif kind == GOODBYE and not self.stopping:  # the router's own, not its answer
             self._send_wamp([GOODBYE, {}, "wamp.close.goodbye_and_out"])
         elif kind in (ABORT, ERROR):
             self._fail(f"router said {message}")

@@ -83,11 +83,14 @@ def _refusal_address(frame: bytes, sender: bytes) -> tuple[str, bytes] | None:
     try:
         document = json.loads(frame)
         event_id = document.get("id") if document.get("ack") is True else None
-        reply_to = reply_address(document)
     except Exception:
         return None
     if not isinstance(event_id, str):
         return None
+    try:
+        reply_to = reply_address(document)
+    except MalformedFrame:  # a bad reply_to: the sending socket hears of it instead
+        reply_to = None
     return event_id, reply_to.encode() if reply_to else sender
 
 
@@ -374,6 +377,8 @@ class Bridge:
         socket = self._socket = context.socket(zmq.ROUTER)
         socket.setsockopt(zmq.LINGER, 0)
         socket.setsockopt(zmq.RCVHWM, self.config.publish.buffer_size)
+        # a sender that reconnects under its routing id (the API's relay) takes it over
+        socket.setsockopt(zmq.ROUTER_HANDOVER, 1)
         authenticator = None
         if self.config.zmq.curve_secret_key is not None:
             authenticator = curve.serve(

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import fcntl
 import multiprocessing
+import os
 import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import event, func, insert, select
 
+from api import writers
 from api.db import articles, create_schema, make_engine
 from api.writers import begin_write
 
@@ -48,3 +52,36 @@ def test_writers_in_processes_and_threads_take_turns(tmp_path: Path) -> None:
     with make_engine(url).connect() as conn:
         assert conn.execute(select(func.count()).select_from(articles)).scalar_one() == 3 * 4 * 60
     assert (tmp_path / "api.db.writer-lock").exists()
+
+
+def test_a_nested_write_is_the_same_turn(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'api.db'}")
+    create_schema(engine)
+    done = threading.Event()
+
+    def nested() -> None:
+        with begin_write(engine) as conn, begin_write(engine):
+            conn.execute(insert(articles).values(title="t", body="b"))
+        done.set()
+
+    threading.Thread(target=nested, daemon=True).start()
+    assert done.wait(10), "a nested begin_write waited for itself"
+
+
+def test_a_turn_held_too_long_elsewhere_is_an_error_that_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(writers, "TURN_TIMEOUT", 0.3)
+    engine = make_engine(f"sqlite:///{tmp_path / 'api.db'}")
+    create_schema(engine)
+    other = os.open(tmp_path / "api.db.writer-lock", os.O_RDWR | os.O_CREAT)  # "another process"
+    fcntl.flock(other, fcntl.LOCK_EX)
+    with (
+        pytest.raises(writers.WriteTimeout, match="another process kept its turn"),
+        begin_write(engine),
+    ):
+        pass
+    fcntl.flock(other, fcntl.LOCK_UN)
+    os.close(other)
+    with begin_write(engine) as conn:  # free again
+        conn.execute(insert(articles).values(title="t", body="b"))
