@@ -58,8 +58,8 @@ users = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
-#: Events written in the same transaction as the change that caused them; the relay
-#: hands them to the bridge until it acknowledges them (see api/outbox.py).
+#: Events written in the same transaction as the change that caused them, sent to the
+#: bridge after commit and resent until it acknowledges them (see api/outbox.py).
 outbox = Table(
     "outbox",
     metadata,
@@ -79,15 +79,16 @@ outbox = Table(
     Index("ix_outbox_pending", "delivered_at", "lease_until"),
     Index("ix_outbox_ts", "ts"),  # retention: finds expired rows without a table scan
 )
-_unacknowledged = outbox.c.delivered_at.is_(None) & outbox.c.failed.is_(None)
-#: Only the rows still waiting for the bridge, by topic: the relay's per-send ``floor``
-#: query reads this instead of every row the topic ever had (up to the retention count).
+#: Rows still waiting for the bridge (neither acknowledged nor refused).
+unacknowledged = outbox.c.delivered_at.is_(None) & outbox.c.failed.is_(None)
+#: Those rows by topic: the per-event ``floor`` query reads this instead of every row the
+#: topic ever had (up to the retention count).
 Index(
     "ix_outbox_unacknowledged",
     outbox.c.topic,
     outbox.c.seq,
-    sqlite_where=_unacknowledged,
-    postgresql_where=_unacknowledged,
+    sqlite_where=unacknowledged,
+    postgresql_where=unacknowledged,
 )
 
 #: The last ``seq`` handed out per topic (a row lock orders concurrent writers).
@@ -149,12 +150,14 @@ def make_engine(url: str) -> Engine:
     """Create the engine (and the SQLite file's folder) for ``url``."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        database = parsed.database
+        on_disk = Path(database) if database and database != ":memory:" else None
+        if on_disk is not None:
+            on_disk.parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url)
         event.listen(engine, "connect", _tune_sqlite)
-        if parsed.database and parsed.database != ":memory:":
-            take_turns(engine, Path(parsed.database))
+        if on_disk is not None:
+            take_turns(engine, on_disk)
         return engine
     return create_engine(url, pool_pre_ping=True)
 

@@ -41,7 +41,7 @@ from sqlalchemy import (
     update,
 )
 
-from api.db import outbox, outbox_epoch, topic_seqs, upsert
+from api.db import outbox, outbox_epoch, topic_seqs, unacknowledged, upsert
 from api.writers import begin_write
 from bridge.client import EventSender
 from bridge.curve import connect_as_client
@@ -72,18 +72,9 @@ class OutboxSettings:
 # -- statements, built once (building one per call costs more than running it) ------
 
 _INSERT_EVENT = insert(outbox)
-_FLOOR = select(func.min(outbox.c.seq)).where(
-    outbox.c.topic == bindparam("topic"),
-    outbox.c.delivered_at.is_(None),
-    outbox.c.failed.is_(None),
-)
 _FLOORS = (
     select(outbox.c.topic, func.min(outbox.c.seq))
-    .where(
-        outbox.c.topic.in_(bindparam("topics", expanding=True)),
-        outbox.c.delivered_at.is_(None),
-        outbox.c.failed.is_(None),
-    )
+    .where(outbox.c.topic.in_(bindparam("topics", expanding=True)), unacknowledged)
     .group_by(outbox.c.topic)
 )
 _MARK_DELIVERED = (
@@ -105,6 +96,14 @@ def _next_seq_statement(dialect: str) -> Any:
 
 
 # -- writing -----------------------------------------------------------------------
+
+
+def floors(conn: Connection, topics: set[str]) -> dict[str, int]:
+    """Per topic, the lowest seq not yet acknowledged: the bridge orders from there."""
+    if not topics:
+        return {}
+    rows = conn.execute(_FLOORS, {"topics": sorted(topics)})
+    return {topic: int(seq) for topic, seq in rows}
 
 
 def next_seq(conn: Connection, topic: str) -> int:
@@ -151,8 +150,8 @@ def record(
     # The bridge uses it only for a topic the router has no retained event of (both
     # restarted); a floor acknowledged meanwhile then holds the topic until the gap
     # timeout (15 s). It never makes the bridge skip an event.
-    floor = conn.execute(_FLOOR, {"topic": publication.topic}).scalar_one()
-    return replace(envelope, topic=publication.topic, seq=seq, floor=int(floor))
+    floor = floors(conn, {publication.topic})[publication.topic]  # this row counts too
+    return replace(envelope, topic=publication.topic, seq=seq, floor=floor)
 
 
 @dataclass
@@ -304,14 +303,6 @@ class Relay:
                 )
                 return
 
-    def _floors(self, topics: set[str]) -> dict[str, int]:
-        """Per topic, the lowest seq not yet acknowledged: the bridge orders from there."""
-        if not topics:
-            return {}
-        with self.engine.connect() as conn:
-            rows = conn.execute(_FLOORS, {"topics": sorted(topics)})
-            return {topic: int(seq) for topic, seq in rows}
-
     def _read_acks(self, socket: zmq.Socket[bytes]) -> None:
         """Take the bridge's answers; refusals are recorded at once, deliveries in batches
         (one UPDATE for many acks keeps the write lock free for request threads)."""
@@ -354,11 +345,7 @@ class Relay:
         now = now_ms()
         due = (
             select(outbox.c.id)
-            .where(
-                outbox.c.delivered_at.is_(None),
-                outbox.c.failed.is_(None),
-                outbox.c.lease_until < now,
-            )
+            .where(unacknowledged, outbox.c.lease_until < now)
             .order_by(outbox.c.id)
             .limit(batch)
             .scalar_subquery()
@@ -381,7 +368,8 @@ class Relay:
         if not rows:
             return []
         log.info("resending %d unacknowledged events", len(rows))
-        floors = self._floors({r.topic for r in rows})
+        with self.engine.connect() as conn:
+            floor_of = floors(conn, {r.topic for r in rows})
         return [
             Envelope(
                 name=r.name,
@@ -390,7 +378,7 @@ class Relay:
                 ts=r.ts,
                 topic=r.topic,
                 seq=r.seq,
-                floor=floors.get(r.topic, r.seq),
+                floor=floor_of.get(r.topic, r.seq),
                 epoch=self.epoch,
                 ack=True,
             )

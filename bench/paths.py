@@ -19,15 +19,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bench import report
 from bench.measure import fanout, latency, throughput
 from bench.publishers import TOPIC, Bridge, HttpPublisher, Limit, Publisher, Rest
 from bench.subscribers import SubscriberPool
 from sandbar.heap import freeze_startup_heap
 from sandbar.paths import ROUTER_TEMPLATE
-from tests.support.procs import SHIPPED_BRIDGE_CONFIG, Api, Router, Topics
+from tests.support.procs import Api, Router, Topics
 from tests.support.procs import Bridge as BridgeProc
 
 #: Added under the web transport's paths in a copy of the shipped template; not shipped.
@@ -39,16 +37,26 @@ PUBLISHER_PATH = """\
 """
 
 
-def router_with_publisher(work: Path) -> Router:
+def router_variant(work: Path, changes: dict[str, str], log_level: str = "warn") -> Router:
+    """A router on a copy of the shipped template with each ``old -> new`` text replaced
+    (every ``old`` must be there: a template edit must not silently void a benchmark)."""
     template = ROUTER_TEMPLATE.read_text(encoding="utf-8")
-    marker = "        paths:\n"
-    if marker not in template:
-        raise RuntimeError(f"{ROUTER_TEMPLATE}: no web transport 'paths:' to add the publisher to")
+    for old, new in changes.items():
+        if old not in template:
+            raise RuntimeError(f"{ROUTER_TEMPLATE}: no {old!r} to change")
+        template = template.replace(old, new, 1)
     copy = work / "router-bench.yaml"
-    copy.write_text(template.replace(marker, marker + PUBLISHER_PATH, 1), encoding="utf-8")
+    copy.write_text(template, encoding="utf-8")
     router = Router(work)
-    router.proc.argv += ["--template", str(copy)]
+    argv = router.proc.argv
+    argv[argv.index("--log-level") + 1] = log_level
+    argv += ["--template", str(copy)]
     return router
+
+
+def router_with_publisher(work: Path) -> Router:
+    marker = "        paths:\n"
+    return router_variant(work, {marker: marker + PUBLISHER_PATH})
 
 
 class Settings:
@@ -66,11 +74,8 @@ class Settings:
 async def run(
     s: Settings, router: Router, bridge: BridgeProc, api: Api, pids: dict[str, int]
 ) -> dict[str, Any]:
-    # The ceiling publishes with the same window the shipped bridge keeps in flight, so
-    # limit vs bridge compares the two paths, not two window sizes.
-    window = int(yaml.safe_load(SHIPPED_BRIDGE_CONFIG.read_text())["publish"]["max_in_flight"])
     publishers: list[Publisher] = [
-        Limit(router.backend_url, window),
+        Limit(router.backend_url),
         Bridge(bridge.endpoint),
         HttpPublisher(router.port),
         Rest(api.port, api.auth),

@@ -11,11 +11,12 @@ import json
 import time
 from typing import Any, Protocol
 
+import yaml
 from autobahn.wamp.types import PublishOptions
 
 from bridge.client import EventSender, SendError
 from sandbar.wamp import BackendSession, RouterConnection, open_session
-from tests.support.procs import SECRET
+from tests.support.procs import SECRET, SHIPPED_BRIDGE_CONFIG
 
 TOPIC = "articles"
 
@@ -34,9 +35,13 @@ class Limit:
 
     name = "limit"
 
-    def __init__(self, backend_url: str, window: int = 64) -> None:
+    def __init__(self, backend_url: str, window: int | None = None) -> None:
         self.connection = RouterConnection(url=backend_url, authid="bridge", ticket=SECRET)
-        self.window = window
+        # By default as many in flight as the shipped bridge allows, so that limit vs
+        # bridge compares the two paths, not two window sizes.
+        self.window = window or int(
+            yaml.safe_load(SHIPPED_BRIDGE_CONFIG.read_text())["publish"]["max_in_flight"]
+        )
         self.session: BackendSession | None = None
         self.gone: asyncio.Future[None] | None = None
 

@@ -25,11 +25,11 @@ from typing import Any
 import yaml
 
 from bench.measure import fanout, throughput
+from bench.paths import router_variant
 from bench.publishers import TOPIC, Bridge, Limit, Publisher, Rest
 from bench.report import RESULTS
 from bench.subscribers import SubscriberPool
-from sandbar.paths import ROUTER_TEMPLATE
-from tests.support.procs import SHIPPED_BRIDGE_CONFIG, Api, Router, Topics
+from tests.support.procs import SHIPPED_BRIDGE_CONFIG, Api, Topics
 from tests.support.procs import Bridge as BridgeProc
 
 
@@ -124,16 +124,7 @@ class Stack:
     def __init__(self, work: Path, setting: Setting, path: str) -> None:
         self.setting, self.path = setting, path
         self.procs: list[Any] = []
-        template = ROUTER_TEMPLATE.read_text(encoding="utf-8")
-        for old, new in setting.router.items():
-            if old not in template:
-                raise RuntimeError(f"{ROUTER_TEMPLATE}: no {old!r} to change")
-            template = template.replace(old, new, 1)
-        (work / "router.yaml").write_text(template, encoding="utf-8")
-        self.router = Router(work)
-        argv = self.router.proc.argv
-        argv[argv.index("--log-level") + 1] = setting.router_log_level
-        argv += ["--template", str(work / "router.yaml")]
+        self.router = router_variant(work, setting.router, setting.router_log_level)
         self.work = work
 
     def start(self) -> Stack:

@@ -91,7 +91,12 @@ def _refusal_address(frame: bytes, sender: bytes) -> tuple[str, bytes] | None:
         reply_to = reply_address(document)
     except MalformedFrame:  # a bad reply_to: the sending socket hears of it instead
         reply_to = None
-    return event_id, reply_to.encode() if reply_to else sender
+    return event_id, _answer_to(reply_to, sender)
+
+
+def _answer_to(reply_to: str | None, sender: bytes) -> bytes:
+    """The socket an ack goes to: the one the envelope names, or the one that sent it."""
+    return reply_to.encode() if reply_to else sender
 
 
 def _connection_lost(exc: BaseException, session: ApplicationSession) -> bool:
@@ -161,7 +166,7 @@ class Bridge:
                 self._reply(address, Ack(event_id, False, f"{exc.reason}: {exc.detail}"))
             return
         self.stats.received += 1
-        address = envelope.reply_to.encode() if envelope.reply_to else sender
+        address = _answer_to(envelope.reply_to, sender)
         if self.sequencer.was_published(envelope.id):  # a resend whose ack got lost
             self.sequencer.stats.duplicates += 1
             if envelope.ack and sender:
