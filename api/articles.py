@@ -10,7 +10,7 @@ from sqlalchemy import Row, insert, select
 
 from api.auth import login_required
 from api.db import articles
-from api.errors import ApiError, invalid
+from api.errors import ApiError, invalid, required_text
 from api.push import transaction
 from api.signals import article_created
 
@@ -25,19 +25,6 @@ def _as_dict(row: Row[Any]) -> dict[str, Any]:
         created = created.replace(tzinfo=UTC)
     article["created_at"] = created.isoformat().replace("+00:00", "Z")
     return article
-
-
-def _required_text(data: dict[str, Any], field: str, max_length: int) -> str:
-    value = data.get(field)
-    if value is None:
-        raise invalid(field, "is required")
-    if not isinstance(value, str):
-        raise invalid(field, f"must be a string, not {type(value).__name__}")
-    if not value.strip():
-        raise invalid(field, "must not be empty")
-    if len(value) > max_length:
-        raise invalid(field, f"must be at most {max_length} characters")
-    return value
 
 
 def _json_object() -> dict[str, Any]:
@@ -56,8 +43,8 @@ def _json_object() -> dict[str, Any]:
 def create_article() -> tuple[dict[str, Any], int, dict[str, str]]:
     settings = current_app.config["SANDBAR"]
     data = _json_object()
-    title = _required_text(data, "title", settings.max_title_length).strip()
-    body = _required_text(data, "body", settings.max_body_length)
+    title = required_text(data, "title", settings.max_title_length).strip()
+    body = required_text(data, "body", settings.max_body_length)
     unknown = sorted(set(data) - {"title", "body"})
     if unknown:
         raise invalid(unknown[0], "unknown field; send only 'title' and 'body'")

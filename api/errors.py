@@ -26,6 +26,24 @@ def invalid(field: str, message: str) -> ApiError:
     return ApiError(400, "invalid_field", f"{field}: {message}", field=field)
 
 
+def required_text(data: dict[str, Any], field: str, max_length: int) -> str:
+    """``data[field]`` as non-blank text a subscriber can receive, or a 400 naming it."""
+    value = data.get(field)
+    if value is None:
+        raise invalid(field, "is required")
+    if not isinstance(value, str):
+        raise invalid(field, f"must be a string, not {type(value).__name__}")
+    if not value.strip():
+        raise invalid(field, "must not be empty")
+    if "\x00" in value:
+        # WAMP's JSON serializer reads a string that starts with NUL as base64 bytes: the
+        # subscribers (AutobahnPython and AutobahnJS) would drop their connection on it.
+        raise invalid(field, "must not contain NUL characters (\\u0000)")
+    if len(value) > max_length:
+        raise invalid(field, f"must be at most {max_length} characters")
+    return value
+
+
 def _api_error(exc: ApiError) -> tuple[Response, int]:
     return jsonify(exc.body()), exc.status
 

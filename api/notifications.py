@@ -7,7 +7,7 @@ from typing import Any
 from flask import Blueprint, current_app, request
 
 from api.auth import current_user
-from api.errors import ApiError, invalid
+from api.errors import ApiError, invalid, required_text
 from api.push import transaction
 from api.signals import user_notified
 
@@ -21,11 +21,10 @@ def notify() -> tuple[dict[str, Any], int]:
     data = request.get_json(silent=True)
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_json", 'send JSON: {"user": ..., "text": ...}')
-    user, text = data.get("user"), data.get("text")
+    user = data.get("user")
     if not isinstance(user, str) or not user:
         raise invalid("user", "is required")
-    if not isinstance(text, str) or not text.strip() or len(text) > 1000:
-        raise invalid("text", "must be 1 to 1000 characters")
+    text = required_text(data, "text", 1000)
     notification = {"user": user, "text": text.strip(), "from": sender.username}
     with transaction():
         user_notified.send(current_app._get_current_object(), notification=notification)  # type: ignore[attr-defined]

@@ -14,6 +14,7 @@ import requests
         ({"title": 5, "body": "b"}, "title", "title: must be a string, not int"),
         ({"title": "t"}, "body", "body: is required"),
         ({"title": "t" * 201, "body": "b"}, "title", "title: must be at most 200 characters"),
+        ({"title": "\x00ºx", "body": "b"}, "title", "title: must not contain NUL characters"),
         ({"title": "t", "body": "b", "author": "x"}, "author", "author: unknown field"),
     ],
 )
