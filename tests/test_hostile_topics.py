@@ -1,0 +1,243 @@
+"""Hostile clients against the real router and topics service: refused readers that try
+to write, huge URIs, NUL-leading strings over msgpack, forged authextra, floods of
+explain calls and subscriptions, and sessions that outlive their token."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import pytest
+import websockets
+from autobahn.wamp.exception import ApplicationError
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.support.procs import Api, Bridge, Router, Topics, free_port, wait_until
+from tests.support.wamp import Client
+
+NOT_AUTHORIZED = "wamp.error.not_authorized"
+HELLO_ROLES = {"subscriber": {}, "caller": {}, "publisher": {}}
+
+
+@dataclass
+class Stack:
+    router: Router
+    topics: Topics
+
+    def log(self) -> str:
+        return self.topics.proc.output()
+
+    def rss_kib(self) -> int:
+        status = Path(f"/proc/{self.topics.proc.pid}/status").read_text()
+        return int(
+            next(line for line in status.splitlines() if line.startswith("VmRSS")).split()[1]
+        )
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    workdir = tmp_path_factory.mktemp("hostile-topics")
+    router = Router(workdir).start()
+    with router, Topics(workdir, router, app="tests.topics_senders_app:topics").start() as topics:
+        yield Stack(router, topics)
+
+
+@pytest.fixture
+def clients(stack: Stack) -> Iterator[Any]:
+    made: list[Client] = []
+
+    def make(backend: bool = False) -> Client:
+        url = stack.router.backend_url if backend else stack.router.ws_url
+        made.append(Client(url, authid="topics" if backend else None))
+        return made[-1]
+
+    yield make
+    for each in made:
+        each.close()
+
+
+async def raw_session(url: str, serializer: str, hello: dict[str, Any], messages: list[Any]):
+    """A hand-made WAMP client: HELLO with ``hello`` details, then each message; returns
+    every message the router sent back within a second of the last."""
+    dumps = json.dumps if serializer == "json" else msgpack.packb
+    loads = json.loads if serializer == "json" else msgpack.unpackb
+    received: list[Any] = []
+    async with websockets.connect(
+        url, subprotocols=[f"wamp.2.{serializer}"], origin="http://127.0.0.1:1"
+    ) as ws:
+        await ws.send(dumps([1, "sandbar", {"roles": HELLO_ROLES, **hello}]))
+        received.append(loads(await ws.recv()))
+        for message in messages:
+            await ws.send(dumps(message))
+            with contextlib.suppress(TimeoutError):
+                received.append(loads(await asyncio.wait_for(ws.recv(), 5)))
+        with contextlib.suppress(TimeoutError):
+            while True:
+                received.append(loads(await asyncio.wait_for(ws.recv(), 1)))
+    return received
+
+
+# -- finding 2: a refused reader cannot write ---------------------------------------------
+
+
+def test_refused_readers_never_reach_readers_by_call_or_publish(stack, clients):
+    reader = clients(backend=True)  # stands in for staff
+    for uri in ("room.staff-ops", "board.staff-ops", "room.marker"):
+        reader.subscribe(uri)
+    browser = clients()
+    tried = 0
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(
+        st.sampled_from(["call", "publish"]),
+        st.sampled_from(["room.staff-ops", "board.staff-ops"]),
+        st.dictionaries(st.sampled_from(["text", "x"]), st.text(max_size=20), max_size=2),
+    )
+    def send(how: str, uri: str, payload: dict[str, str]) -> None:
+        nonlocal tried
+        tried += 1
+        with pytest.raises(ApplicationError) as info:
+            (browser.call if how == "call" else browser.publish)(uri, payload)
+        assert info.value.error == NOT_AUTHORIZED
+
+    send()
+    browser.call("room.marker", {"text": "after"})
+    wait_until(lambda: reader.events, 5, "the marker delivered")
+    print(f"\nrefused readers: {tried} calls and publishes, none delivered")
+    assert [e.topic for e in reader.events] == ["room.marker"]
+
+
+# -- M1 and M5: huge URIs are refused before they are logged or remembered ------------
+
+
+def test_huge_uris_are_refused_unlogged_and_unremembered(stack, clients):
+    browser = clients()
+    huge = "chat." + "x" * 200_000
+    with pytest.raises(ApplicationError) as info:
+        browser.subscribe(huge)
+    assert info.value.error == NOT_AUTHORIZED
+    before = stack.rss_kib()
+    for i in range(300):  # the probe's case: 30 KB denied URIs, once cost 29 MB for 500
+        with pytest.raises(ApplicationError):
+            browser.subscribe(f"chat.{i}{'y' * 30_000}")
+    grown = stack.rss_kib() - before
+    assert browser.call("explain.subscribe", huge)["reason"] == (
+        "URI too long (200005 characters); at most 512"
+    )
+    browser.subscribe("chat.after-huge")  # still serving
+    longest = max(len(line) for line in stack.log().splitlines())
+    print(f"\nhuge URIs: topics grew {grown} KiB for 300 x 30 KB; longest log line {longest}")
+    assert longest < 1000
+    assert grown < 4096
+
+
+# -- M4: nothing relayed may begin with NUL -------------------------------------------
+
+
+def test_nul_leading_text_over_msgpack_is_refused_and_json_readers_stay(stack, clients):
+    reader = clients()  # AutobahnPython over JSON
+    reader.subscribe("chat.nul")
+    answers = asyncio.run(
+        raw_session(
+            stack.router.ws_url,
+            "msgpack",
+            {},
+            [
+                [48, 1, {}, "chat.nul", [{"text": " \x00A"}]],
+                [48, 2, {}, "echo.nul", [{"\x00k": "v"}]],
+            ],
+        )
+    )
+    errors = [m for m in answers if m[0] == 8]  # ERROR
+    assert [(m[2], m[4]) for m in errors] == [
+        (1, "sandbar.error.rejected"),
+        (2, "sandbar.error.rejected"),
+    ]
+    assert "payload['text'] begins with a NUL character" in errors[0][5][0]
+    assert "a key of payload['payload'] begins with a NUL character" in errors[1][5][0]
+    sender = clients()
+    sender.call("chat.nul", {"text": "still here"})
+    [message] = reader.wait_for(1, name="chat.message")
+    assert message.args[0]["text"] == "still here"
+
+
+# -- L6: an anonymous HELLO's authextra is not believed -------------------------------
+
+
+def test_anonymous_authextra_is_not_what_topic_code_sees(stack):
+    answers = asyncio.run(
+        raw_session(
+            stack.router.ws_url,
+            "json",
+            {"authmethods": ["anonymous"], "authextra": {"user": "alice"}},
+            [[32, 1, {}, "echo.who"], [48, 2, {}, "echo.who", [{"hi": 1}]]],
+        )
+    )
+    events = [m for m in answers if m[0] == 36]  # EVENT
+    assert [e[4][0]["authextra"] for e in events] == [{}]
+
+
+# -- L5: explain calls and subscriptions per session are bounded ------------------------
+
+
+def test_explain_calls_are_rate_limited_with_a_reason(clients):
+    browser = clients()
+    outcomes = []
+    for _ in range(40):
+        try:
+            browser.call("explain.subscribe", "nothing.here")
+            outcomes.append("answered")
+        except ApplicationError as exc:
+            outcomes.append(f"{exc.error}: {exc.args[0]}")
+    refused = [o for o in outcomes if o != "answered"]
+    print(f"\nexplain flood: {outcomes.count('answered')} answered, {len(refused)} refused")
+    assert 20 <= outcomes.count("answered") < 30
+    assert refused[0] == (
+        "sandbar.error.rate_limited: slow down: at most 2 explain calls a second (bursts of 20)"
+    )
+
+
+def test_one_session_holds_at_most_100_subscriptions(clients):
+    browser = clients()
+    for i in range(100):
+        browser.subscribe(f"chat.many-{i}")
+    browser.subscribe("chat.many-7")  # again: not one more
+    with pytest.raises(ApplicationError) as info:
+        browser.subscribe("chat.many-100")
+    assert info.value.error == NOT_AUTHORIZED
+    assert browser.call("explain.subscribe", "chat.many-100")["reason"] == (
+        "this session holds 100 subscriptions, the most allowed; unsubscribe from one first"
+    )
+    clients().subscribe("chat.many-100")  # another session is not limited by this one
+
+
+# -- L1: a session ends when its token expires -----------------------------------------
+
+
+def test_a_signed_in_session_ends_when_its_token_expires(tmp_path):
+    port = free_port()
+    with contextlib.ExitStack() as running:
+        router = running.enter_context(Router(tmp_path).start())
+        running.enter_context(Topics(tmp_path, router, api_url=f"http://127.0.0.1:{port}").start())
+        bridge = running.enter_context(Bridge(tmp_path, router).start())
+        api = running.enter_context(
+            Api(tmp_path, bridge.endpoint, port=port, token_max_age="4").start()
+        )
+        api.add_user("carol", "correct horse battery")
+        token = api.sign_in("carol", "correct horse battery")
+        carol = running.enter_context(
+            contextlib.closing(Client(router.ws_url, authid="carol", ticket=token))
+        )
+        carol.subscribe("chat.expiring")
+        details = carol.wait_left(timeout=8)
+        assert (details.reason, details.message) == (
+            "sandbar.close.token_expired",
+            "your sign-in has expired; sign in again",
+        )
