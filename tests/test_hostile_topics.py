@@ -4,26 +4,24 @@ explain calls and subscriptions, and sessions that outlive their token."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
-import msgpack
 import pytest
-import websockets
+from autobahn.asyncio.component import Component
 from autobahn.wamp.exception import ApplicationError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.support import wamp as wamp_support
 from tests.support.procs import Api, Bridge, Router, Topics, free_port, wait_until
 from tests.support.wamp import Client
 
 NOT_AUTHORIZED = "wamp.error.not_authorized"
-HELLO_ROLES = {"subscriber": {}, "caller": {}, "publisher": {}}
 
 
 @dataclass
@@ -63,25 +61,17 @@ def clients(stack: Stack) -> Iterator[Any]:
         each.close()
 
 
-async def raw_session(url: str, serializer: str, hello: dict[str, Any], messages: list[Any]):
-    """A hand-made WAMP client: HELLO with ``hello`` details, then each message; returns
-    every message the router sent back within a second of the last."""
-    dumps = json.dumps if serializer == "json" else msgpack.packb
-    loads = json.loads if serializer == "json" else msgpack.unpackb
-    received: list[Any] = []
-    async with websockets.connect(
-        url, subprotocols=[f"wamp.2.{serializer}"], origin="http://127.0.0.1:1"
-    ) as ws:
-        await ws.send(dumps([1, "sandbar", {"roles": HELLO_ROLES, **hello}]))
-        received.append(loads(await ws.recv()))
-        for message in messages:
-            await ws.send(dumps(message))
-            with contextlib.suppress(TimeoutError):
-                received.append(loads(await asyncio.wait_for(ws.recv(), 5)))
-        with contextlib.suppress(TimeoutError):
-            while True:
-                received.append(loads(await asyncio.wait_for(ws.recv(), 1)))
-    return received
+def browser(url: str, serializer: str = "json", authextra: dict[str, Any] | None = None) -> Client:
+    """An anonymous AutobahnPython client speaking ``serializer`` over WebSocket (as
+    AutobahnJS may: msgpack too), its HELLO claiming ``authextra``."""
+
+    def component(**config: Any) -> Component:
+        config["transports"][0]["serializers"] = [serializer]
+        config["authentication"] = {"anonymous": {"authextra": authextra or {}}}
+        return Component(**config)
+
+    with mock.patch.object(wamp_support, "Component", component):
+        return Client(url)
 
 
 # -- finding 2: a refused reader cannot write ---------------------------------------------
@@ -144,26 +134,19 @@ def test_huge_uris_are_refused_unlogged_and_unremembered(stack, clients):
 def test_nul_leading_text_over_msgpack_is_refused_and_json_readers_stay(stack, clients):
     reader = clients()  # AutobahnPython over JSON
     reader.subscribe("chat.nul")
-    answers = asyncio.run(
-        raw_session(
-            stack.router.ws_url,
-            "msgpack",
-            {},
-            [
-                [48, 1, {}, "chat.nul", [{"text": " \x00A"}]],
-                [48, 2, {}, "echo.nul", [{"\x00k": "v"}]],
-            ],
-        )
-    )
-    errors = [m for m in answers if m[0] == 8]  # ERROR
-    assert [(m[2], m[4]) for m in errors] == [
-        (1, "sandbar.error.rejected"),
-        (2, "sandbar.error.rejected"),
-    ]
-    assert "payload['text'] begins with a NUL character" in errors[0][5][0]
-    assert "a key of payload['payload'] begins with a NUL character" in errors[1][5][0]
-    sender = clients()
-    sender.call("chat.nul", {"text": "still here"})
+    sender = browser(stack.router.ws_url, "msgpack")
+    try:
+        for uri, payload, where in [
+            ("chat.nul", {"text": " \x00A"}, "payload['text']"),  # strip() leaves the NUL first
+            ("echo.nul", {"\x00k": "v"}, "a key of payload['payload']"),
+        ]:
+            with pytest.raises(ApplicationError) as info:
+                sender.call(uri, payload)
+            assert info.value.error == "sandbar.error.rejected"
+            assert info.value.args[0].startswith(f"{where} begins with a NUL character")
+        sender.call("chat.nul", {"text": "still here"})
+    finally:
+        sender.close()
     [message] = reader.wait_for(1, name="chat.message")
     assert message.args[0]["text"] == "still here"
 
@@ -172,16 +155,14 @@ def test_nul_leading_text_over_msgpack_is_refused_and_json_readers_stay(stack, c
 
 
 def test_anonymous_authextra_is_not_what_topic_code_sees(stack):
-    answers = asyncio.run(
-        raw_session(
-            stack.router.ws_url,
-            "json",
-            {"authmethods": ["anonymous"], "authextra": {"user": "alice"}},
-            [[32, 1, {}, "echo.who"], [48, 2, {}, "echo.who", [{"hi": 1}]]],
-        )
-    )
-    events = [m for m in answers if m[0] == 36]  # EVENT
-    assert [e[4][0]["authextra"] for e in events] == [{}]
+    liar = browser(stack.router.ws_url, authextra={"user": "alice"})
+    try:
+        liar.subscribe("echo.who")
+        liar.call("echo.who", {"hi": 1})
+        [event] = liar.wait_for(1)
+    finally:
+        liar.close()
+    assert event.args[0]["authextra"] == {}
 
 
 # -- L5: explain calls and subscriptions per session are bounded ------------------------
