@@ -69,6 +69,11 @@ class Tokens:
             raise TokenError("token_revoked", "you signed out; sign in again")
         return User(row.username, row.role)
 
+    def expires_at(self, token: str) -> int:
+        """When a valid ``token`` expires (unix seconds)."""
+        _, signed_at = self._serializer.loads(token, max_age=self.max_age, return_timestamp=True)
+        return int(signed_at.timestamp()) + self.max_age
+
 
 # -- user store -----------------------------------------------------------------------
 
@@ -175,6 +180,8 @@ def sign_out() -> tuple[str, int]:
 
 
 @bp.get("/auth/whoami")
-def whoami() -> dict[str, Any]:
-    """Who a token speaks for; the topics service's authenticator asks this."""
-    return current_user().as_dict()
+def whoami() -> tuple[dict[str, Any], dict[str, str]]:
+    """Who a token speaks for, and until when (header ``Sandbar-Token-Expires``, unix
+    seconds); the topics service's authenticator asks this, and ends the session then."""
+    user = current_user()
+    return user.as_dict(), {"Sandbar-Token-Expires": str(_tokens().expires_at(_bearer()))}

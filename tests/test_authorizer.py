@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import sys
+
+import pytest
 
 from topics.authorizer import Authorizer
 from topics.examples import topics
+from topics.patterns import PatternError
+from topics.registry import TopicRouter
 from topics.session import SessionInfo
 
 ANONYMOUS = SessionInfo(id=1, authid="ANON-1", authrole="browser", authmethod="anonymous")
@@ -42,3 +47,31 @@ def test_calls_allowed_only_to_handled_topics_and_explain_with_the_caller_disclo
     for uri in ("articles", "sandbar.authorize", "wamp.session.kill", "user.alice"):
         assert not decide(ANONYMOUS, uri, "call").allow
     assert not decide(ANONYMOUS, "chat.general", "register").allow
+
+
+def test_remembered_denials_are_bounded_by_bytes_not_only_by_count():
+    authorizer = Authorizer(topics)
+    for i in range(5000):  # 500-character URIs: each denial holds its URI twice
+        uri = f"nothing.{i:05d}{'x' * 486}"
+        asyncio.run(authorizer.authorize(ANONYMOUS, uri, "subscribe"))
+    held = sum(sys.getsizeof(uri) + sys.getsizeof(r) for (_, uri), r in authorizer._denials.items())
+    print(f"\n5000 denials of 500-character URIs: {len(authorizer._denials)} kept, {held} bytes")
+    assert held < 1_000_000
+    newest = f"nothing.04999{'x' * 486}"
+    assert authorizer.explain(ANONYMOUS.id, newest) == f"no topic '{newest}'"
+    assert authorizer.explain(ANONYMOUS.id, f"nothing.00000{'x' * 486}") is None
+
+
+def test_an_anonymous_hello_cannot_choose_its_authextra():
+    details = {"session": 5, "authmethod": "anonymous", "authextra": {"user": "alice"}}
+    assert SessionInfo.from_details(details).authextra == {}
+    signed = {"session": 6, "authmethod": "ticket", "authextra": {"user": "alice"}}
+    assert SessionInfo.from_details(signed).authextra == {"user": "alice"}
+
+
+def test_write_only_senders_is_declared_only_where_it_changes_something():
+    router = TopicRouter()
+    with pytest.raises(PatternError, match="needs a way to send"):
+        router.add_topic("a.{x}", lambda session, x: None, write_only_senders=True)
+    with pytest.raises(PatternError, match="without on_subscribe changes nothing"):
+        router.add_topic("b", client_publish=True, write_only_senders=True)

@@ -37,6 +37,12 @@ def test_readme_topic_example(tmp_path: Path):
             bob.subscribe("room.staff-only")
         assert denied.value.error == "wamp.error.not_authorized"
         assert bob.call("explain.subscribe", "room.staff-only")["reason"] == "staff only"
+        with pytest.raises(ApplicationError) as refused:  # who may not read may not write
+            bob.call("room.staff-only", {"text": "sneaky"})
+        assert (refused.value.error, refused.value.args[0]) == (
+            "wamp.error.not_authorized",
+            "staff only",
+        )
 
         assert isinstance(alice.call("room.lobby", {"text": " hello "}), int)
         [message] = bob.wait_for(1, name="room.message")

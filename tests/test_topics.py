@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 import pytest
 from autobahn.wamp.exception import ApplicationError
 
-from tests.support.procs import wait_until
+from tests.support.procs import Router, Topics, wait_until
 
 NOT_AUTHORIZED = "wamp.error.not_authorized"
 
@@ -68,10 +69,10 @@ def test_a_raising_handler_is_logged_and_the_service_keeps_serving(client, route
         log,
     )
     browser.subscribe("chat.after-boom")
-    with pytest.raises(ApplicationError) as info:
+    with pytest.raises(ApplicationError) as info:  # a sender must pass on_subscribe first
         browser.call("boom.y", {"text": "x"})
-    assert info.value.error == "sandbar.error.internal"
-    assert "internal error in topic 'boom.{x}' (logged)" in info.value.args[0]
+    assert info.value.error == NOT_AUTHORIZED
+    assert info.value.args[0] == "internal error in the topic (logged)"
 
 
 def router_topics_log(router) -> str:
@@ -224,3 +225,71 @@ def test_topic_code_addresses_an_authid_on_all_tabs_some_sessions_or_all_but_the
     assert received("authid") == [True, True, False, False]
     assert received("sessions") == [False, False, True, False]
     assert received("others") == [True, True, True, False]
+
+
+@pytest.fixture(scope="module")
+def senders(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Router]:
+    """A router whose topics service serves tests/topics_senders_app.py."""
+    workdir = tmp_path_factory.mktemp("senders")
+    router = Router(workdir).start()
+    with router, Topics(workdir, router, app="tests.topics_senders_app:topics").start():
+        yield router
+
+
+ALLOWED = None
+#: (uri, how the browser sends) → None if it gets through, else (error, reason or None)
+SENDS: dict[tuple[str, str], tuple[str, str | None] | None] = {
+    ("room.lobby", "call"): ALLOWED,
+    ("room.staff-ops", "call"): (NOT_AUTHORIZED, "staff only"),
+    ("refusing.x", "call"): (
+        NOT_AUTHORIZED,
+        "only sessions that may subscribe to 'refusing.x' may send to it",
+    ),
+    ("inbox.support", "call"): ALLOWED,  # write_only_senders=True
+    ("crash.x", "call"): (
+        "sandbar.error.internal",
+        "internal error in topic 'crash.{name}' (logged)",
+    ),
+    ("board.general", "publish"): ALLOWED,
+    ("board.staff-ops", "publish"): (NOT_AUTHORIZED, None),  # the router gives no reason
+    ("dropbox.support", "publish"): ALLOWED,  # write_only_senders=True
+}
+
+
+@pytest.mark.parametrize(("uri", "how"), sorted(SENDS))
+def test_a_sender_must_pass_the_subscribe_decision_unless_the_topic_takes_write_only_senders(
+    client, senders, uri, how
+):
+    reader = client(url=senders.backend_url, authid="topics")  # stands in for staff
+    reader.subscribe(uri)
+    marker = "board.marker" if how == "publish" else "room.marker"
+    reader.subscribe(marker)
+    browser = client(url=senders.ws_url)
+    send = browser.publish if how == "publish" else browser.call
+    expected = SENDS[(uri, how)]
+    if expected is ALLOWED:
+        send(uri, {"text": "hello"})
+        wait_until(lambda: [e.topic for e in reader.events] == [uri], 5, f"{uri} delivered")
+        return
+    with pytest.raises(ApplicationError) as info:
+        send(uri, {"text": "sneaky"})
+    error, reason = expected
+    assert info.value.error == error
+    if reason is not None:
+        assert info.value.args[0] == reason
+    send(marker, {"text": "after"})  # same sender, same reader: it arrives after the other would
+    wait_until(lambda: reader.events, 5, "the marker delivered")
+    assert [e.topic for e in reader.events] == [marker], f"{uri} leaked to its reader"
+    if error == NOT_AUTHORIZED:
+        with pytest.raises(ApplicationError) as refused:
+            browser.subscribe(uri)  # the same decision refuses the subscription
+        assert refused.value.error == NOT_AUTHORIZED
+
+
+def test_write_only_senders_still_cannot_read(client, senders):
+    browser = client(url=senders.ws_url)
+    for uri in ("inbox.support", "dropbox.support"):
+        with pytest.raises(ApplicationError) as info:
+            browser.subscribe(uri)
+        assert info.value.error == NOT_AUTHORIZED
+        assert browser.call("explain.subscribe", uri)["reason"] == "staff only"

@@ -4,22 +4,51 @@ Browsers get nothing that no topic grants: URIs matching no declared topic,
 ``sandbar.*`` and ``wamp.*`` procedures, registering anything, and publishing to
 topics fed by the bridge are all denied. No decision is cached at the router:
 most depend on the session, and a cached denial would outlive a redeploy.
+
+Whoever sends to a topic, by a handled call or a direct publish, must first pass
+the topic's subscribe decision (``on_subscribe``), unless the topic is declared
+with ``write_only_senders=True``.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from topics.gate import SubscriptionCount
 from topics.handlers import HandlerFailed, Reject, call_hook
+from topics.patterns import MAX_URI_LENGTH
+from topics.payloads import check_relayable
 from topics.registry import Topic, TopicRouter
 from topics.session import Runtime, Session, SessionInfo
 
 log = logging.getLogger("sandbar.topics.authorizer")
 
 EXPLAIN_PROCEDURE = "explain.subscribe"
+
+NOT_AUTHORIZED = "wamp.error.not_authorized"
+NO_SUCH_PROCEDURE = "wamp.error.no_such_procedure"
+ERROR_REJECTED = "sandbar.error.rejected"
+ERROR_INTERNAL = "sandbar.error.internal"
+EXPIRED = "your sign-in has expired; sign in again"
+
+
+class Refused(Exception):
+    """A client's message is not taken: ``error`` (a WAMP error URI) and the reason shown."""
+
+    def __init__(self, error: str, reason: str) -> None:
+        super().__init__(reason)
+        self.error, self.reason = error, reason
+
+
+def shown(uri: str, limit: int = 100) -> str:
+    """``uri`` as logs and messages quote it: a long one shortened, its length said."""
+    return uri if len(uri) <= limit else f"{uri[:limit]}... ({len(uri)} characters)"
 
 
 @dataclass(frozen=True)
@@ -46,24 +75,37 @@ class Authorizer:
         runtime: Runtime | None = None,
         remember: int = 10_000,
         *,
+        remember_bytes: int = 1_000_000,
         allow_anonymous: bool = True,
+        subscriptions: SubscriptionCount | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.topics = topics
         self.runtime = runtime
         self.allow_anonymous = allow_anonymous
+        self.subscriptions = subscriptions
+        self.clock = clock
         self._denials: OrderedDict[tuple[int, str], str] = OrderedDict()
-        self._remember = remember
+        self._remember, self._remember_bytes = remember, remember_bytes
+        self.denial_bytes = 0  # what the remembered denials cost, about
 
     async def authorize(
         self, session: SessionInfo, uri: str, action: str, options: dict[str, Any] | None = None
     ) -> Decision:
         options = options or {}
+        if len(uri) > MAX_URI_LENGTH:  # refused before it is matched, logged or remembered
+            return deny(f"URI too long ({len(uri)} characters); at most {MAX_URI_LENGTH}")
         if not self.allow_anonymous and session.authmethod == "anonymous":
             return deny("sign in first: this site does not serve anonymous sessions")
+        if self.expired(session):
+            return deny(EXPIRED)
         if action == "subscribe":
-            decision = await self._subscribe(session, uri, options.get("match") or "exact")
+            match = options.get("match") or "exact"
+            decision = await self._subscribe(session, uri, match)
             if not decision.allow:
                 self._remember_denial(session.id, uri, decision.reason or "denied")
+            elif self.subscriptions is not None:
+                self.subscriptions.add(session.id, uri, match)
             return decision
         if action == "publish":
             return await self._publish(session, uri)
@@ -75,7 +117,55 @@ class Authorizer:
         """Why ``uri`` was last denied to this session, if this replica denied it."""
         return self._denials.get((session_id, uri))
 
+    def expired(self, session: SessionInfo) -> bool:
+        """Whether the token this session signed in with has expired."""
+        return session.expires_at is not None and session.expires_at <= self.clock()
+
+    async def may_send(
+        self, session: SessionInfo, topic: Topic, uri: str, params: dict[str, Any]
+    ) -> Decision:
+        """A sender must be one that may subscribe (``on_subscribe``), unless the topic
+        takes write-only senders: who may not read a topic may not write to it either."""
+        hook = topic.hook("on_subscribe")
+        if hook is None or topic.write_only_senders:
+            return ALLOW
+        refused = f"only sessions that may subscribe to '{uri}' may send to it"
+        return await self._ask(topic, hook, session, uri, params, refused)
+
+    async def handle_message(self, session: SessionInfo, uri: str, payload: Any) -> Any:
+        """A client's message to a handled topic (``session.call(uri, [payload])``): the
+        sender check, then ``on_publish``. Returns what every subscriber gets (None:
+        nothing more); raises :class:`Refused` with the error and reason for the caller."""
+        found = self.topics.match(uri)
+        if found is None or not found[0].handles_publish:
+            raise Refused(NO_SUCH_PROCEDURE, f"no topic '{shown(uri)}' takes messages")
+        topic, params = found
+        allowed = await self.may_send(session, topic, uri, params)
+        if not allowed.allow:
+            raise Refused(NOT_AUTHORIZED, allowed.reason or "sending refused")  # reason set by _ask
+        hook = topic.hook("on_publish")
+        assert hook is not None
+        bound = Session.bind(session, uri, self.runtime)
+        where = f"on_publish of topic '{topic.name}' for '{uri}' (session {session.id}, authid {session.authid})"
+        try:
+            result = await call_hook(hook, bound, payload, where=where, **params)
+            if result is not None:
+                check_relayable(result)
+        except Reject as exc:
+            raise Refused(ERROR_REJECTED, exc.reason) from None
+        except HandlerFailed:
+            raise Refused(
+                ERROR_INTERNAL, f"internal error in topic '{topic.name}' (logged)"
+            ) from None
+        return result
+
     async def _subscribe(self, session: SessionInfo, uri: str, match: str) -> Decision:
+        counted = self.subscriptions
+        if counted is not None and counted.refuses(session.id, uri, match):
+            return deny(
+                f"this session holds {counted.limit} subscriptions, the most allowed; "
+                "unsubscribe from one first"
+            )
         found = self.topics.match(uri, match)  # type: ignore[arg-type]
         if found is None:
             if match != "exact":
@@ -98,6 +188,9 @@ class Authorizer:
             return deny(f"send to '{uri}' with session.call('{uri}', [payload]), not publish")
         if not topic.client_publish:
             return deny(f"clients may not publish to '{uri}'")
+        allowed = await self.may_send(session, topic, uri, params)
+        if not allowed.allow:
+            return allowed
         hook = topic.hook("can_publish")
         if hook is None:
             return ALLOW
@@ -131,7 +224,20 @@ class Authorizer:
         return ALLOW if answer is None or answer is True else deny(refused)
 
     def _remember_denial(self, session_id: int, uri: str, reason: str) -> None:
-        self._denials[(session_id, uri)] = reason
-        self._denials.move_to_end((session_id, uri))
-        while len(self._denials) > self._remember:
-            self._denials.popitem(last=False)
+        """Keep the newest denials, at most ``remember`` of them and ``remember_bytes``."""
+        key = (session_id, uri)
+        previous = self._denials.pop(key, None)
+        if previous is not None:
+            self.denial_bytes -= _cost(uri, previous)
+        self._denials[key] = reason
+        self.denial_bytes += _cost(uri, reason)
+        while self._denials and (
+            len(self._denials) > self._remember or self.denial_bytes > self._remember_bytes
+        ):
+            (_, old_uri), old_reason = self._denials.popitem(last=False)
+            self.denial_bytes -= _cost(old_uri, old_reason)
+
+
+def _cost(uri: str, reason: str) -> int:
+    """Bytes one remembered denial holds: both strings and the dictionary entry, about."""
+    return sys.getsizeof(uri) + sys.getsizeof(reason) + 160

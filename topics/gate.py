@@ -1,4 +1,4 @@
-"""Who may connect (the dynamic authenticator) and how fast a session may send."""
+"""Who may connect (the dynamic authenticator), how fast a session may ask, how much it may hold."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from autobahn.wamp.exception import ApplicationError
 
 #: WAMP roles the router knows (see .crossbar/config.yaml); any other user role maps to "user"
 USER_ROLES = ("user", "staff")
+#: the API's answer to whoami says until when the token is good (unix seconds)
+EXPIRES_HEADER = "Sandbar-Token-Expires"
 
 
 class Authenticator:
@@ -28,10 +30,13 @@ class Authenticator:
         ticket = details.get("ticket")
         if not isinstance(ticket, str) or not ticket:
             raise ApplicationError("sandbar.error.invalid_token", "send your token as the ticket")
-        status, body = await asyncio.to_thread(self._whoami, ticket)
+        status, body, expires = await asyncio.to_thread(self._whoami, ticket)
         if status == 200:
             role = body.get("role") if body.get("role") in USER_ROLES else "user"
-            return {"authid": body["user"], "role": role, "extra": body.get("extra", {})}
+            extra = dict(body.get("extra") or {})
+            if expires is not None:
+                extra["expires_at"] = expires  # any replica can end the session then
+            return {"authid": body["user"], "role": role, "extra": extra}
         if status == 401:
             error = body.get("error", {})
             raise ApplicationError(
@@ -43,20 +48,29 @@ class Authenticator:
             "signing in is not possible right now; try again shortly",
         )
 
-    def _whoami(self, token: str) -> tuple[int, dict[str, Any]]:
+    def _whoami(self, token: str) -> tuple[int, dict[str, Any], float | None]:
+        """Status, body and the token's expiry (None if the API does not say)."""
         request = urllib.request.Request(
             f"{self.api_url}/auth/whoami", headers={"Authorization": f"Bearer {token}"}
         )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return response.status, json.loads(response.read())
+                body = json.loads(response.read())
+                return response.status, body, _seconds(response.headers.get(EXPIRES_HEADER))
         except urllib.error.HTTPError as exc:
             try:
-                return exc.code, json.loads(exc.read())
+                return exc.code, json.loads(exc.read()), None
             except ValueError:
-                return exc.code, {}
+                return exc.code, {}, None
         except (OSError, ValueError):
-            return 0, {}
+            return 0, {}, None
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
 
 
 @dataclass
@@ -79,3 +93,27 @@ class RateLimiter:
 
     def forget(self, session_id: int) -> None:
         self._buckets.pop(session_id, None)
+
+
+class SubscriptionCount:
+    """The subscriptions each session holds, as (uri, match), so one session cannot hold
+    without bound. Learnt from this replica's own grants (at once) and from the router's
+    meta events (every replica's grants, a moment later)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._held: dict[int, set[tuple[str, str]]] = {}
+
+    def refuses(self, session_id: int, uri: str, match: str) -> bool:
+        """Whether a new subscription to ``uri`` would exceed the limit (re-subscribing never does)."""
+        held = self._held.get(session_id, set())
+        return (uri, match) not in held and len(held) >= self.limit
+
+    def add(self, session_id: int, uri: str, match: str) -> None:
+        self._held.setdefault(session_id, set()).add((uri, match))
+
+    def discard(self, session_id: int, uri: str, match: str) -> None:
+        self._held.get(session_id, set()).discard((uri, match))
+
+    def forget(self, session_id: int) -> None:
+        self._held.pop(session_id, None)

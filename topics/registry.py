@@ -36,6 +36,8 @@ class Topic:
     handler: Any
     match: Match = "exact"
     client_publish: bool = False
+    #: senders need not pass ``on_subscribe`` (an inbox anyone may write to, few may read)
+    write_only_senders: bool = False
 
     @property
     def name(self) -> str:
@@ -77,6 +79,7 @@ class TopicRouter:
         *,
         match: Match = "exact",
         client_publish: bool = False,
+        write_only_senders: bool = False,
     ) -> Topic:
         """Declare ``pattern``. A class handler is instantiated once, here.
 
@@ -84,6 +87,10 @@ class TopicRouter:
         subscription to exactly this (literal) URI; any other is denied.
         ``client_publish=True`` lets clients publish directly (router fan-out),
         checked by the optional ``can_publish(session, **params)``.
+        A sender (handled or direct) must first pass ``on_subscribe``, as a subscriber
+        would: who may not read a topic may not write to it either.
+        ``write_only_senders=True`` lifts that for this topic (e.g. a support inbox that
+        anyone may write to and only staff may read).
         """
         self._check_open(pattern)
         compiled = _compile(pattern, match)
@@ -95,18 +102,29 @@ class TopicRouter:
         if (pattern, match) in self._topics:
             raise PatternError(f"topic pattern '{pattern}' is already declared")
         instance = handler() if isinstance(handler, type) else handler
-        topic = Topic(compiled, instance, match, client_publish)
+        topic = Topic(compiled, instance, match, client_publish, write_only_senders)
         _check_hooks(topic)
         self._topics[(pattern, match)] = topic
         return topic
 
     def topic(
-        self, pattern: str, *, match: Match = "exact", client_publish: bool = False
+        self,
+        pattern: str,
+        *,
+        match: Match = "exact",
+        client_publish: bool = False,
+        write_only_senders: bool = False,
     ) -> Callable[[H], H]:
         """Decorator form of :meth:`add_topic`; returns the class or function unchanged."""
 
         def decorate(handler: H) -> H:
-            self.add_topic(pattern, handler, match=match, client_publish=client_publish)
+            self.add_topic(
+                pattern,
+                handler,
+                match=match,
+                client_publish=client_publish,
+                write_only_senders=write_only_senders,
+            )
             return handler
 
         return decorate
@@ -116,7 +134,11 @@ class TopicRouter:
         for topic in other:
             source = f"{prefix}.{topic.pattern.source}" if prefix else topic.pattern.source
             self.add_topic(
-                source, topic.handler, match=topic.match, client_publish=topic.client_publish
+                source,
+                topic.handler,
+                match=topic.match,
+                client_publish=topic.client_publish,
+                write_only_senders=topic.write_only_senders,
             )
         other._parent = self
 
@@ -193,5 +215,15 @@ def _check_hooks(topic: Topic) -> None:
         )
     if topic.hook("can_publish") and not topic.client_publish:
         raise PatternError(f"topic '{name}': can_publish needs client_publish=True")
+    if topic.write_only_senders and not (topic.handles_publish or topic.client_publish):
+        raise PatternError(
+            f"topic '{name}': write_only_senders=True needs a way to send "
+            "(on_publish, or client_publish=True)"
+        )
+    if topic.write_only_senders and topic.hook("on_subscribe") is None:
+        raise PatternError(
+            f"topic '{name}': write_only_senders=True without on_subscribe changes nothing "
+            "(anyone may subscribe); drop the flag or add on_subscribe"
+        )
     if topic.match != "exact" and (topic.handles_publish or topic.client_publish):
         raise PatternError(f"topic '{name}': a {topic.match} topic is for subscribing only")

@@ -20,6 +20,7 @@ import importlib
 import logging
 import os
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar, Unpack
 
@@ -33,10 +34,20 @@ from sandbar.logs import setup_logging
 from sandbar.secrets import ensure_backend_secret
 from sandbar.service import run_until_signalled
 from sandbar.wamp import ApplicationSession, RouterConnection, stay_connected
-from topics.authorizer import EXPLAIN_PROCEDURE, Authorizer, Decision
+from topics.authorizer import (
+    ERROR_INTERNAL,
+    ERROR_REJECTED,
+    EXPIRED,
+    EXPLAIN_PROCEDURE,
+    Authorizer,
+    Decision,
+    Refused,
+    shown,
+)
 from topics.directory import SessionDirectory
-from topics.gate import Authenticator, RateLimiter
+from topics.gate import Authenticator, RateLimiter, SubscriptionCount
 from topics.handlers import HandlerFailed, Reject, call_hook
+from topics.payloads import check_relayable
 from topics.registry import TopicRouter
 from topics.session import Addressing, Session, SessionInfo
 
@@ -50,9 +61,8 @@ REVOKED = "sandbar.auth.revoked"
 LEADER = "sandbar.topics.leader"
 LIST = "sandbar.topics.list"
 
-ERROR_REJECTED = "sandbar.error.rejected"
+__all__ = ["ERROR_INTERNAL", "ERROR_REJECTED", "TopicsConfig", "TopicsService"]
 ERROR_INVALID = "sandbar.error.invalid_argument"
-ERROR_INTERNAL = "sandbar.error.internal"
 ERROR_RATE_LIMITED = "sandbar.error.rate_limited"
 
 
@@ -67,6 +77,11 @@ class TopicsConfig(StrictModel):
     #: handled publishes (session.call(topic, [msg])) per session: rate/s, burst
     publish_rate: float = Field(10.0, gt=0)
     publish_burst: int = Field(20, gt=0)
+    #: explain.* calls per session: rate/s, burst
+    explain_rate: float = Field(2.0, gt=0)
+    explain_burst: int = Field(20, gt=0)
+    #: subscriptions one session may hold at once
+    max_subscriptions: int = Field(100, gt=0)
 
     @field_validator("app")
     @classmethod
@@ -118,9 +133,15 @@ class TopicsService:
         self.config = config
         self.topics = topics
         topics.freeze()
-        self.authorizer = Authorizer(topics, self, allow_anonymous=config.allow_anonymous)
+        self.held = SubscriptionCount(config.max_subscriptions)
+        self.authorizer = Authorizer(
+            topics, self, allow_anonymous=config.allow_anonymous, subscriptions=self.held
+        )
         self.authenticator = Authenticator(config.api_url)
         self.limiter = RateLimiter(config.publish_rate, config.publish_burst)
+        self.explain_limiter = RateLimiter(config.explain_rate, config.explain_burst)
+        self._expiries: dict[int, asyncio.TimerHandle] = {}  # session id → its end
+        self._ending: set[asyncio.Future[None]] = set()
         self.sessions = SessionDirectory()
         self.subscriptions: dict[int, tuple[str, str]] = {}  # id → (uri, match)
         self.memberships: dict[int, set[int]] = {}  # session id → subscription ids
@@ -135,6 +156,8 @@ class TopicsService:
     def publish(
         self, uri: str, payload: Any, **addressing: Unpack[Addressing]
     ) -> asyncio.Future[int | None]:
+        """Send an event; raises :class:`Reject` for a payload JSON clients could not read."""
+        check_relayable(payload)
         options = PublishOptions(
             acknowledge=True,
             eligible=addressing.get("sessions"),  # [] means nobody, not everyone
@@ -168,24 +191,72 @@ class TopicsService:
             info = SessionInfo.from_details(details)
             self.sessions.remember(info)
             decision = await self.authorizer.authorize(info, uri, action, options)
+            if decision.reason == EXPIRED:
+                self._end_at(info.id, 0)
         except Exception:
-            log.exception("authorizer failed for %s '%s'; denying", action, uri)
+            log.exception("authorizer failed for %s '%s'; denying", action, shown(uri))
             decision = Decision(False, "authorizer error")
         if not decision.allow:
             log.info(
                 "denied %s '%s' to session %s (%s): %s",
                 action,
-                uri,
+                shown(uri),
                 details.get("session"),
                 details.get("authid"),
-                decision.reason,
+                shown(decision.reason or "", 300),
             )
         return decision.for_router()
+
+    @_counted
+    async def authenticate(
+        self, realm: str, authid: str, details: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The router's dynamic authenticator; the session ends when its token expires."""
+        principal = await self.authenticator.authenticate(realm, authid, details)
+        expires = principal["extra"].get("expires_at")
+        if isinstance(expires, (int, float)) and details.get("session"):
+            self._end_at(int(details["session"]), expires - time.time())
+        return principal
+
+    def _end_at(self, session_id: int, delay: float) -> None:
+        """End ``session_id`` (its token expired) in ``delay`` seconds, as logout would."""
+        previous = self._expiries.pop(session_id, None)
+        if previous is not None:
+            previous.cancel()
+
+        def end() -> None:
+            self._expiries.pop(session_id, None)
+            task = asyncio.ensure_future(self._end_expired(session_id))
+            self._ending.add(task)
+            task.add_done_callback(self._ending.discard)
+
+        self._expiries[session_id] = asyncio.get_running_loop().call_later(max(delay, 0), end)
+
+    async def _end_expired(self, session_id: int) -> None:
+        if self.wamp is None:
+            return
+        try:
+            await self.wamp.call(
+                "wamp.session.kill",
+                session_id,
+                reason="sandbar.close.token_expired",
+                message=EXPIRED,
+            )
+        except ApplicationError as exc:  # already gone: nothing to end
+            log.debug("session %s not ended at expiry: %s", session_id, exc)
+            return
+        log.info("ended session %s: its token expired", session_id)
 
     @_counted
     async def explain(self, uri: str, details: CallDetails) -> dict[str, Any]:
         """Why a subscription to ``uri`` is denied to the caller (``None`` if it is allowed)."""
         caller = int(details.caller or 0)
+        if not self.explain_limiter.allow(caller):
+            raise ApplicationError(
+                ERROR_RATE_LIMITED,
+                f"slow down: at most {self.config.explain_rate:g} explain calls a second "
+                f"(bursts of {self.config.explain_burst})",
+            )
         reason = self.authorizer.explain(caller, uri)
         if reason is not None:
             return {"uri": uri, "allowed": False, "reason": reason}
@@ -196,14 +267,15 @@ class TopicsService:
 
     @_counted
     async def handled_publish(self, *args: Any, details: CallDetails, **kwargs: Any) -> int | None:
-        """``session.call(topic_uri, [payload])``: on_publish decides, then everyone gets it."""
+        """``session.call(topic_uri, [payload])``: the sender check and on_publish decide,
+        then every subscriber gets the result."""
         uri = str(details.procedure)
         found = self.topics.match(uri)
         if found is None or not found[0].handles_publish:
             raise ApplicationError(
-                ApplicationError.NO_SUCH_PROCEDURE, f"no topic '{uri}' takes messages"
+                ApplicationError.NO_SUCH_PROCEDURE, f"no topic '{shown(uri)}' takes messages"
             )
-        topic, params = found
+        topic = found[0]
         caller = int(details.caller or 0)
         if not self.limiter.allow(caller):
             raise ApplicationError(
@@ -218,18 +290,10 @@ class TopicsService:
                 "message: session.call(uri, [payload])",
             )
         info = await self.sessions.get(caller)
-        session = Session.bind(info, uri, self)
-        hook = topic.hook("on_publish")
-        assert hook is not None
-        where = f"on_publish of topic '{topic.name}' for '{uri}' (session {info.id}, authid {info.authid})"
         try:
-            payload = await call_hook(hook, session, args[0], where=where, **params)
-        except Reject as exc:
-            raise ApplicationError(ERROR_REJECTED, exc.reason) from None
-        except HandlerFailed:
-            raise ApplicationError(
-                ERROR_INTERNAL, f"internal error in topic '{topic.name}' (logged)"
-            ) from None
+            payload = await self.authorizer.handle_message(info, uri, args[0])
+        except Refused as exc:
+            raise ApplicationError(exc.error, exc.reason) from None
         if payload is None:  # the handler sent what it wanted itself
             return None
         return await self.publish(uri, payload, name=topic.event_name)
@@ -244,6 +308,8 @@ class TopicsService:
 
     async def on_subscribed(self, session_id: int, subscription_id: int) -> None:
         self.memberships.setdefault(session_id, set()).add(subscription_id)
+        if subscription_id in self.subscriptions:  # another replica's grant counts here too
+            self.held.add(session_id, *self.subscriptions[subscription_id])
         await self._lifecycle("on_subscribed", session_id, subscription_id)
 
     async def on_unsubscribed(self, session_id: int | None, subscription_id: int) -> None:
@@ -251,6 +317,8 @@ class TopicsService:
         # the id first); that case is handled by on_session_left.
         if session_id is None:
             return
+        if subscription_id in self.subscriptions:
+            self.held.discard(session_id, *self.subscriptions[subscription_id])
         joined = self.memberships.get(session_id)
         if joined is None or subscription_id not in joined:
             return
@@ -275,6 +343,11 @@ class TopicsService:
     async def on_session_left(self, session_id: int, *_: Any) -> None:
         """A session left or its connection dropped: it unsubscribed from everything."""
         self.limiter.forget(session_id)
+        self.explain_limiter.forget(session_id)
+        self.held.forget(session_id)
+        expiry = self._expiries.pop(session_id, None)
+        if expiry is not None:
+            expiry.cancel()
         for subscription_id in sorted(self.memberships.pop(session_id, set())):
             await self._lifecycle("on_unsubscribe", session_id, subscription_id)
         self.sessions.left(session_id)
@@ -331,7 +404,7 @@ class TopicsService:
         with_details = RegisterOptions(invoke="roundrobin", details_arg="details")
         self._registrations = [
             await session.register(self.authorize, AUTHORIZE, options=shared),
-            await session.register(self.authenticator.authenticate, AUTHENTICATE, options=shared),
+            await session.register(self.authenticate, AUTHENTICATE, options=shared),
             await session.register(self.explain, EXPLAIN_PROCEDURE, options=with_details),
             await session.register(self.describe, LIST, options=shared),
         ]
@@ -450,6 +523,18 @@ def main(argv: list[str] | None = None) -> None:
         default=int(env.get("SANDBAR_TOPICS_PUBLISH_BURST", 20)),
         help="burst allowance above the rate (default: 20)",
     )
+    parser.add_argument(
+        "--explain-rate",
+        type=float,
+        default=float(env.get("SANDBAR_TOPICS_EXPLAIN_RATE", 2)),
+        help="explain.* calls per second per session (default: 2, bursts of 20)",
+    )
+    parser.add_argument(
+        "--max-subscriptions",
+        type=int,
+        default=int(env.get("SANDBAR_TOPICS_MAX_SUBSCRIPTIONS", 100)),
+        help="subscriptions one session may hold at once (default: 100)",
+    )
     args = parser.parse_args(argv)
     setup_logging()
     try:
@@ -460,6 +545,8 @@ def main(argv: list[str] | None = None) -> None:
             allow_anonymous=not args.no_anonymous,
             publish_rate=args.publish_rate,
             publish_burst=args.publish_burst,
+            explain_rate=args.explain_rate,
+            max_subscriptions=args.max_subscriptions,
             router=RouterConnection(
                 url=args.router_url,
                 authid="topics",

@@ -42,16 +42,27 @@ class SessionInfo:
 
     @classmethod
     def from_details(cls, details: Mapping[str, Any]) -> SessionInfo:
-        """From the session details the router passes to the authorizer or ``wamp.session.get``."""
+        """From the session details the router passes to the authorizer or ``wamp.session.get``.
+
+        An anonymous session's authextra is whatever its HELLO claimed (Crossbar keeps
+        it), so topic code gets ``{}`` instead: only a signed-in session's authextra
+        (from the API, via the authenticator) is worth reading."""
+        authmethod = details.get("authmethod")
         return cls(
             id=int(details["session"]),
             authid=details.get("authid"),
             authrole=details.get("authrole"),
-            authmethod=details.get("authmethod"),
+            authmethod=authmethod,
             authprovider=details.get("authprovider"),
-            authextra=details.get("authextra") or {},
+            authextra={} if authmethod == "anonymous" else details.get("authextra") or {},
             transport=details.get("transport") or {},
         )
+
+    @property
+    def expires_at(self) -> float | None:
+        """When this session's token expires (unix seconds), if it signed in with one."""
+        value = self.authextra.get("expires_at") if self.authmethod == "ticket" else None
+        return float(value) if isinstance(value, (int, float)) else None
 
 
 @dataclass(frozen=True)
