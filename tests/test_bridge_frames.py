@@ -184,11 +184,12 @@ def test_a_deeply_nested_frame_is_refused_and_the_intake_lives_on(bridge, router
     sock = _raw_push(bridge.endpoint)
     for depth in (3000, 100_000):
         sock.send(b"[" * depth + b"]" * depth)
+    # shallow nesting, and brackets inside strings, are fine
     sock.send(json.dumps({"name": "article.created", "payload": {"x": [[[[[]]]]]}}).encode())
     wait_until(lambda: bridge.stats()["malformed"].get("too_deep") == 2, 5, "both counted")
-    EventSender(bridge.endpoint).send("article.created", {"title": "after the brackets"})
+    EventSender(bridge.endpoint).send("article.created", {"title": "[" * 3000 + "{" * 3000})
     events = subscriber.wait_for(2, timeout=5)
-    assert [e.args[0] for e in events][-1] == {"title": "after the brackets"}
+    assert [e.args[0] for e in events][-1] == {"title": "[" * 3000 + "{" * 3000}
     assert bridge.stats()["intake_running"] is True
     assert "dropped malformed frame (too_deep)" in bridge.proc.output()
     assert _health(router.backend_url).returncode == 0
