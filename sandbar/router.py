@@ -139,9 +139,8 @@ def config_from_args(argv: list[str] | None = None) -> RouterConfig:
         ("--browser-max-message-size", "SANDBAR_BROWSER_MAX_MESSAGE_SIZE", 256 * 1024),
         ("--max-nesting", "SANDBAR_MAX_NESTING", DEFAULT_MAX_DEPTH),
     ):
-        parser.add_argument(
-            flag, type=int, default=int(env.get(name, default)), help=f"(env {name})"
-        )
+        # a string default goes through type=int as well: a bad value gets argparse's message
+        parser.add_argument(flag, type=int, default=env.get(name, str(default)), help=f"env {name}")
     return validate_config(RouterConfig, vars(parser.parse_args(argv)), source="sandbar-router")
 
 

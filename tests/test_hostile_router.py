@@ -11,6 +11,7 @@ import json
 import os
 import socket
 import struct
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,7 +23,7 @@ from playwright.sync_api import Browser, BrowserContext, Page
 
 from bridge import EventSender
 from tests.support.browser import launch, missing_prerequisite
-from tests.support.procs import Bridge, Router, Topics, wait_until
+from tests.support.procs import BIN, Bridge, Router, Topics, base_env, wait_until
 from tests.support.raw_websocket import HandshakeRefused, RawWebSocket
 from tests.support.wamp import Subscriber
 
@@ -308,3 +309,16 @@ def test_welcome_seen_by_a_chromium_page_has_no_router_details(stack, chromium):
         welcome = page.evaluate(ATTEMPT, [router.ws_url, None])["welcome"]
     assert welcome["authrole"] == "anonymous"
     assert _router_details(welcome, router) == []
+
+
+def test_router_limits_are_validated_at_start():
+    """A limit outside its range stops sandbar-router with the key named, before Crossbar."""
+    result = subprocess.run(
+        [str(BIN / "sandbar-router"), "--max-nesting", "5"],
+        env=base_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "max_nesting" in result.stderr + result.stdout
