@@ -19,6 +19,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from sandbar.nesting import DEFAULT_MAX_DEPTH, json_too_deep
+
 VERSION = 1
 DEFAULT_MAX_FRAME_BYTES = 1024 * 1024
 
@@ -80,10 +82,14 @@ class Envelope:
         """Decode and check one frame; every problem raises MalformedFrame with its reason."""
         if len(frame) > max_bytes:
             raise MalformedFrame("too_large", f"{len(frame)} bytes, limit is {max_bytes}")
+        if json_too_deep(frame, DEFAULT_MAX_DEPTH):  # before the decoder recurses into it
+            raise MalformedFrame("too_deep", f"nested more than {DEFAULT_MAX_DEPTH} levels deep")
         try:
             document = json.loads(frame)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise MalformedFrame("not_json", str(exc)) from None
+        except RecursionError:  # not JSON enough for the depth check to see the nesting
+            raise MalformedFrame("too_deep", "nested too deep to decode") from None
         if not isinstance(document, dict):
             raise MalformedFrame(
                 "not_object", f"expected a JSON object, got {type(document).__name__}"

@@ -149,6 +149,8 @@ class Bridge:
         self._waiting: dict[str, list[bytes]] = {}  # event id → senders awaiting its ack
         self._baselines: dict[str, asyncio.Future[None]] = {}  # topics being looked up
         self._socket: zmq.asyncio.Socket | None = None
+        self.intake_error: str | None = None  # why the receive task ended, if it did
+        self._stopping = False
 
     # -- intake -----------------------------------------------------------
 
@@ -251,7 +253,29 @@ class Bridge:
             self.stats.malformed["multipart"] += 1
             log.warning("dropped a %d-part message: send each event as one frame", len(frames) - 1)
             return
-        self.accept(frames[1], frames[0])
+        try:
+            self.accept(frames[1], frames[0])
+        except Exception as exc:  # a frame we failed on costs that frame, never the intake
+            self.stats.malformed["unexpected"] += 1
+            log.error(
+                "dropped a frame that failed unexpectedly (%s: %.200s)",
+                type(exc).__name__,
+                exc,
+                exc_info=not isinstance(exc, RecursionError),  # that traceback is all noise
+            )
+
+    def _intake_ended(self, receive: asyncio.Task[None]) -> None:
+        """The receive task only ends when stopped at shutdown; anything else is loud,
+        and ``intake_running`` turns false so the health check fails."""
+        if self._stopping:
+            return
+        exc = None if receive.cancelled() else receive.exception()
+        self.intake_error = f"{type(exc).__name__}: {exc}" if exc else "ended"
+        log.critical(
+            "intake stopped (%s): no event is received until the bridge restarts",
+            self.intake_error,
+            exc_info=exc,
+        )
 
     async def expire_gaps(self) -> None:
         """Release events held for a gap that never filled (see bridge.sequencer)."""
@@ -372,6 +396,8 @@ class Bridge:
                 in_flight=len(self._in_flight),
                 connected=session is not None and session.is_attached(),
             ),
+            "intake_running": self._socket is not None and self.intake_error is None,
+            "intake_error": self.intake_error,
             **{f"seq_{key}": value for key, value in vars(self.sequencer.stats).items()},
         }
 
@@ -412,11 +438,13 @@ class Bridge:
             )
         )
         receive = asyncio.ensure_future(self.receive(socket))
+        receive.add_done_callback(self._intake_ended)
         pump = asyncio.ensure_future(self.pump())
         gaps = asyncio.ensure_future(self.expire_gaps())
         try:
             await stop.wait()
         finally:
+            self._stopping = True
             receive.cancel()  # take nothing new, deliver what we hold
             await asyncio.gather(receive, return_exceptions=True)
             with contextlib.suppress(TimeoutError):

@@ -25,6 +25,9 @@ async def topics_ready(backend: RouterConnection) -> bool:
 
 
 async def bridge_ready(backend: RouterConnection) -> bool:
-    """The bridge is joined and its own router session is attached."""
+    """The bridge is joined, its own router session is attached, and it still takes events
+    from ZeroMQ (a bridge whose intake died publishes nothing, so it is not ready)."""
     stats = await call_backend(backend, "sandbar.bridge.stats", timeout=2)
+    if not stats.get("intake_running"):
+        raise RuntimeError(f"the bridge's intake has stopped ({stats.get('intake_error')})")
     return bool(stats["connected"])

@@ -16,9 +16,11 @@ import sys
 from pathlib import Path
 
 import yaml
+from pydantic import Field
 
-from sandbar.config import ConfigError, StrictModel, expand_env
+from sandbar.config import ConfigError, StrictModel, expand_env, validate_config
 from sandbar.logs import setup_logging
+from sandbar.nesting import DEFAULT_MAX_DEPTH
 from sandbar.paths import ROUTER_TEMPLATE, RUN_DIR, WEB_DIR
 from sandbar.secrets import ensure_backend_secret
 
@@ -42,7 +44,12 @@ class RouterConfig(StrictModel):
     web_dir: Path = WEB_DIR
     template: Path = ROUTER_TEMPLATE
     run_dir: Path = RUN_DIR / "router"
-    max_message_size: int = 1024 * 1024
+    #: largest WAMP message from a backend (rawsocket transport)
+    max_message_size: int = Field(1024 * 1024, ge=1024)
+    #: largest WAMP message from a browser (WebSocket transport)
+    browser_max_message_size: int = Field(256 * 1024, ge=1024)
+    #: deepest nesting of arrays/objects in any WAMP message the router decodes
+    max_nesting: int = Field(DEFAULT_MAX_DEPTH, ge=8, le=500)
     #: browser origins allowed to open WebSocket sessions (wildcards allowed)
     allowed_origins: tuple[str, ...] = DEFAULT_ORIGINS
     log_level: str = "info"
@@ -55,6 +62,8 @@ class RouterConfig(StrictModel):
             "SANDBAR_BACKEND_PORT": str(self.backend_port),
             "SANDBAR_WEB_DIR": str(self.web_dir.resolve()),
             "SANDBAR_MAX_MESSAGE_SIZE": str(self.max_message_size),
+            "SANDBAR_BROWSER_MAX_MESSAGE_SIZE": str(self.browser_max_message_size),
+            "SANDBAR_MAX_NESTING": str(self.max_nesting),
             "SANDBAR_ALLOWED_ORIGINS": json.dumps(list(self.allowed_origins)),
         }
 
@@ -125,8 +134,14 @@ def config_from_args(argv: list[str] | None = None) -> RouterConfig:
         help="comma-separated browser origins allowed to connect, wildcards allowed, e.g. "
         "https://app.example.com (env SANDBAR_ALLOWED_ORIGINS)",
     )
-    args = parser.parse_args(argv)
-    return RouterConfig(**vars(args))
+    for flag, name, default in (
+        ("--max-message-size", "SANDBAR_MAX_MESSAGE_SIZE", 1024 * 1024),
+        ("--browser-max-message-size", "SANDBAR_BROWSER_MAX_MESSAGE_SIZE", 256 * 1024),
+        ("--max-nesting", "SANDBAR_MAX_NESTING", DEFAULT_MAX_DEPTH),
+    ):
+        # a string default goes through type=int as well: a bad value gets argparse's message
+        parser.add_argument(flag, type=int, default=env.get(name, str(default)), help=f"env {name}")
+    return validate_config(RouterConfig, vars(parser.parse_args(argv)), source="sandbar-router")
 
 
 def main(argv: list[str] | None = None) -> None:

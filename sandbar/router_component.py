@@ -1,13 +1,19 @@
-"""A component that runs inside the Crossbar router worker (``components:`` in
+"""Components that run inside the Crossbar router worker (``components:`` in
 ``.crossbar/config.yaml``): the way to run code in the router's own process."""
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from autobahn.twisted.wamp import ApplicationSession
+from autobahn.wamp.types import ComponentConfig
+from pydantic import Field
 
+from sandbar.config import StrictModel, validate_config
 from sandbar.heap import freeze_startup_heap
+from sandbar.nesting import DEFAULT_MAX_DEPTH
+from sandbar.router_guard import bound_recursion, hide_router_details, limit_nesting
 
 
 class HeapKeeper(ApplicationSession):
@@ -16,3 +22,43 @@ class HeapKeeper(ApplicationSession):
     def onJoin(self, details: Any) -> None:
         frozen = freeze_startup_heap()
         self.log.info("froze {frozen} start-up objects out of the collector's reach", frozen=frozen)
+
+
+class GuardSettings(StrictModel):
+    """The ``extra`` of the RouterGuard component."""
+
+    max_depth: int = Field(DEFAULT_MAX_DEPTH, ge=8, le=500)
+    recursion_limit: int = Field(1000, ge=500, le=10_000)
+
+
+def _settings(extra: dict[str, Any]) -> GuardSettings:
+    ours = {key: value for key, value in extra.items() if key != "cbdir"}  # Crossbar adds it
+    return validate_config(GuardSettings, ours, source="RouterGuard extra")
+
+
+class RouterGuard(ApplicationSession):
+    """Installs sandbar/router_guard.py's limits in this worker. Crossbar starts the
+    components before the transports, so no message is decoded before they hold."""
+
+    @classmethod
+    def check_config(cls, personality: Any, extra: dict[str, Any]) -> None:
+        _settings(extra)  # a bad key or value stops the router at start, naming it
+
+    def __init__(self, config: ComponentConfig | None = None) -> None:
+        super().__init__(config)
+        self._limits = _settings(dict(config.extra or {}) if config else {})
+        self._apply()
+
+    def _apply(self) -> None:
+        limit_nesting(self._limits.max_depth)
+        bound_recursion(self._limits.recursion_limit)
+        hide_router_details()
+
+    def onJoin(self, details: Any) -> None:
+        self._apply()  # again, in case something imported since raised the limit
+        self.log.info(
+            "router guard: messages nested over {depth} levels refused, recursion limit "
+            "{recursion}, router details left out of WELCOME",
+            depth=self._limits.max_depth,
+            recursion=sys.getrecursionlimit(),
+        )

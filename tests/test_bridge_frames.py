@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import subprocess
+import threading
+from pathlib import Path
 
 import pytest
+import yaml
 import zmq
 
 from bridge import EventSender, SendError
+from bridge.config import load_config
 from bridge.envelope import Ack
-from tests.support.procs import wait_until
+from bridge.server import Bridge as BridgeService
+from tests.support.procs import BIN, SECRET, SHIPPED_BRIDGE_CONFIG, base_env, free_port, wait_until
 
 
 def _raw_push(endpoint: str) -> zmq.Socket[bytes]:
@@ -33,6 +40,7 @@ BAD_FRAMES = {
     "bad_reply_to": json.dumps(
         {"name": "article.created", "payload": {}, "ack": True, "reply_to": "\u00e9" * 3}
     ).encode(),
+    "too_deep": b"[" * 3000 + b"]" * 3000,  # 6 KB: a RecursionError in json.loads once
     "too_large": json.dumps(
         {"name": "article.created", "payload": {"x": "y" * (1024 * 1024 + 10)}}
     ).encode(),
@@ -156,3 +164,64 @@ def test_a_multipart_message_is_counted_not_fatal(bridge, subscribe):
     EventSender(bridge.endpoint).send("article.created", {"title": "after"})
     assert subscriber.wait_for(1, timeout=5)[0].args[0] == {"title": "after"}
     sock.close()
+
+
+def _health(backend_url: str) -> subprocess.CompletedProcess[str]:
+    """``sandbar health bridge``, the command the containers' healthchecks run."""
+    return subprocess.run(
+        [str(BIN / "sandbar"), "health", "bridge", "--url", backend_url],
+        env=base_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_a_deeply_nested_frame_is_refused_and_the_intake_lives_on(bridge, router, subscribe):
+    """H2: 6 KB of brackets once ended the receive task: no error logged, health still
+    ready, nothing published until a restart."""
+    subscriber = subscribe("articles")
+    sock = _raw_push(bridge.endpoint)
+    for depth in (3000, 100_000):
+        sock.send(b"[" * depth + b"]" * depth)
+    # shallow nesting, and brackets inside strings, are fine
+    sock.send(json.dumps({"name": "article.created", "payload": {"x": [[[[[]]]]]}}).encode())
+    wait_until(lambda: bridge.stats()["malformed"].get("too_deep") == 2, 5, "both counted")
+    EventSender(bridge.endpoint).send("article.created", {"title": "[" * 3000 + "{" * 3000})
+    events = subscriber.wait_for(2, timeout=5)
+    assert [e.args[0] for e in events][-1] == {"title": "[" * 3000 + "{" * 3000}
+    assert bridge.stats()["intake_running"] is True
+    assert "dropped malformed frame (too_deep)" in bridge.proc.output()
+    assert _health(router.backend_url).returncode == 0
+    sock.close()
+
+
+def _bridge_config(tmp_path: Path, router_url: str) -> Path:
+    config = yaml.safe_load(SHIPPED_BRIDGE_CONFIG.read_text())
+    config["zmq"]["bind"] = f"tcp://127.0.0.1:{free_port()}"
+    config["router"].update(url=router_url, ticket=SECRET)
+    path = tmp_path / "bridge.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_a_dead_intake_fails_the_health_check(router, tmp_path):
+    """Whatever ends the receive task outside shutdown (here: its socket closed under it),
+    the bridge says so and ``sandbar health bridge`` fails, so it gets restarted."""
+    service = BridgeService(load_config(_bridge_config(tmp_path, router.backend_url)))
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    thread = threading.Thread(target=loop.run_until_complete, args=(service.run(stop),))
+    thread.start()
+    try:
+        wait_until(lambda: _health(router.backend_url).returncode == 0, 20, "bridge ready")
+        assert service._socket is not None
+        loop.call_soon_threadsafe(service._socket.close)
+        wait_until(lambda: service.intake_error is not None, 5, "intake death noticed")
+        result = _health(router.backend_url)
+        assert result.returncode == 1
+        assert "the bridge's intake has stopped" in result.stderr
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(20)
+        loop.close()
