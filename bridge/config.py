@@ -38,7 +38,8 @@ Template = Annotated[TopicTemplate, BeforeValidator(_compile_template)]
 
 
 _NO_KEYS = (
-    "senders must authenticate: set zmq.curve_keys to the bridge's key file (`sandbar up` "
+    "senders must authenticate: set zmq.curve_keys (the shipped config reads "
+    "SANDBAR_BRIDGE_CURVE_KEYS) to the bridge's key file (`sandbar up` "
     "makes one in its run dir; elsewhere `sandbar curve-keys --init DIR` writes DIR/bridge.keys "
     "for the bridge and DIR/api.keys for senders), or zmq.curve_secret_key and "
     "zmq.curve_clients; only if every process that can reach the port is trusted, set "

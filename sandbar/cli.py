@@ -134,6 +134,7 @@ def up(config: UpConfig) -> int:
             "websocket": f"ws://{config.host}:{config.router_port}/ws  (realm sandbar)",
             "api": f"http://{config.host}:{config.api_port}/articles",
             "bridge": f"tcp://{config.host}:{config.bridge_port}",
+            "keys": f"{config.run_dir / 'curve' / 'api.keys'}  (EventSender(keys=...))",
             "sign in": f"{DEMO_USER} / {DEMO_PASSWORD}" if demo else "(demo user unavailable)",
         }
         lines = "\n".join(f"  {name:<10} {url}" for name, url in urls.items())
