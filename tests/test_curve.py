@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import socket
@@ -10,8 +11,10 @@ import subprocess
 import time
 
 import requests
+import zmq
+import zmq.asyncio
 
-from bridge import EventSender
+from bridge import EventSender, curve
 from bridge.curve import new_keypair, public_key
 from bridge.keys import load_bridge_keys, load_sender_keys
 from tests.support.procs import (
@@ -174,3 +177,32 @@ def test_the_opt_out_is_loud_and_still_refuses_zmtp1(router, tmp_path, subscribe
         sock.close()
     finally:
         bridge.stop()
+
+
+async def _allowed_client_gets_in(*, key_check_running: bool) -> bool:
+    context = zmq.asyncio.Context()
+    server = context.socket(zmq.ROUTER)
+    bridge_public, bridge_secret = new_keypair()
+    client_public, client_secret = new_keypair()
+    authenticator = curve.serve(context, server, bridge_secret, [client_public])
+    if not key_check_running:
+        authenticator.stop()
+    port = server.bind_to_random_port("tcp://127.0.0.1")
+    client: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
+    curve.connect_as_client(client, bridge_public, client_secret)
+    client.connect(f"tcp://127.0.0.1:{port}")
+    client.send(b"hello")
+    try:
+        return bool(await server.poll(2000))
+    finally:
+        client.close(linger=0)
+        server.close(linger=0)
+        if key_check_running:
+            authenticator.stop()
+        context.term()
+
+
+def test_curve_fails_closed_when_its_key_check_is_not_answering():
+    """A CURVE server with no ZAP handler would admit any key; the enforced domain refuses."""
+    assert asyncio.run(_allowed_client_gets_in(key_check_running=True))
+    assert not asyncio.run(_allowed_client_gets_in(key_check_running=False))
