@@ -36,8 +36,9 @@ FROM ${BASE_IMAGE}
 COPY --from=build /usr/local/share/ca-certificates/ /usr/local/share/ca-certificates/
 COPY --from=build /etc/ssl/certs/ /etc/ssl/certs/
 RUN useradd --system --create-home --home-dir /app --uid 10001 --user-group sandbar \
-    && mkdir -p /data /app/.sandbar \
-    && chown sandbar:sandbar /data /app/.sandbar
+    && mkdir -p /data /app/.sandbar /keys \
+    && chown sandbar:sandbar /data /app/.sandbar /keys \
+    && chmod 700 /keys
 COPY --from=build /opt/venv /opt/venv
 COPY .crossbar/config.yaml /app/.crossbar/config.yaml
 COPY config/ /app/config/

@@ -7,10 +7,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
 from bridge.client import DEFAULT_ENDPOINT, EventSender
-from sandbar.config import StrictModel, validate_config
+from bridge.keys import find_sender_keys
+from sandbar.config import ConfigError, StrictModel, validate_config
 from sandbar.paths import ROOT, RUN_DIR
 
 ENV_PREFIX = "SANDBAR_API_"
@@ -23,7 +24,10 @@ SERVER_VARS = frozenset(
 class ApiConfig(StrictModel):
     database_url: str = f"sqlite:///{RUN_DIR / 'api.db'}"
     bridge_endpoint: str = DEFAULT_ENDPOINT
-    #: CURVE (optional, for a bridge on another host): its public key and ours, secret
+    #: CURVE, which the bridge requires: a sender key file (bridge/keys.py; `sandbar up` hands
+    #: over its own), else the keys themselves: the bridge's public key and ours, secret.
+    #: Neither given: $SANDBAR_SENDER_KEYS, else .sandbar/curve/api.keys if it exists.
+    bridge_keys: Path | None = None
     bridge_curve_server_key: str | None = None
     bridge_curve_secret_key: SecretStr | None = None
     #: "reliable": transactional outbox, resent until the bridge acknowledges;
@@ -48,6 +52,26 @@ class ApiConfig(StrictModel):
     max_body_length: int = Field(100_000, gt=0)
     # Origins whose pages may call the API (api/cors.py); the demo page's by default.
     cors_origins: tuple[str, ...] = ("http://127.0.0.1:8080", "http://localhost:8080")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_bridge_keys(cls, data: Any) -> Any:
+        """Fill the two key fields from ``bridge_keys`` (or the default key file)."""
+        if not isinstance(data, dict) or data.get("bridge_curve_server_key"):
+            return data
+        path = data.get("bridge_keys") or None  # "" (an empty variable) means not given
+        try:
+            keys = find_sender_keys(path)
+        except ConfigError as exc:
+            raise ValueError(f"bridge_keys: {exc}") from None
+        if keys is None:
+            return {**data, "bridge_keys": None}
+        return {
+            **data,
+            "bridge_keys": path,
+            "bridge_curve_server_key": keys.server_key,
+            "bridge_curve_secret_key": keys.secret_key,
+        }
 
     @field_validator("cors_origins", mode="before")
     @classmethod

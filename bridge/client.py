@@ -10,12 +10,14 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from pathlib import Path
 from typing import Any
 
 import zmq
 
 from bridge.curve import connect_as_client
 from bridge.envelope import DEFAULT_MAX_FRAME_BYTES, Envelope
+from bridge.keys import SENDER_KEYS_VAR, SenderKeys, find_sender_keys
 
 log = logging.getLogger("sandbar.bridge.client")
 
@@ -38,11 +40,25 @@ class EventSender:
         linger_ms: int = 2_000,
         curve_server_key: str | None = None,
         curve_secret_key: str | None = None,
+        keys: str | Path | None = None,
     ) -> None:
-        """With ``curve_server_key`` (the bridge's public key) and ``curve_secret_key`` (this
-        sender's), the connection is encrypted and the bridge knows who sends."""
+        """The bridge admits only senders with CURVE keys: ``curve_server_key`` (the bridge's
+        public key) and ``curve_secret_key`` (this sender's), or a key file: ``keys``, else
+        ``$SANDBAR_SENDER_KEYS``, else the one ``sandbar up`` writes (``.sandbar/curve/api.keys``).
+        """
         self.endpoint = endpoint
-        self.curve = (curve_server_key, curve_secret_key) if curve_server_key else None
+        if curve_server_key:
+            self.curve: SenderKeys | None = SenderKeys(curve_server_key, curve_secret_key or "")
+        else:
+            self.curve = find_sender_keys(keys)
+        if self.curve is None:
+            log.warning(
+                "no CURVE keys for the bridge at %s: it refuses unauthenticated senders unless "
+                "it runs with zmq.insecure_allow_unauthenticated; give EventSender(keys=...) "
+                "or set %s to a sender key file (`sandbar up` writes .sandbar/curve/api.keys)",
+                endpoint,
+                SENDER_KEYS_VAR,
+            )
         self.max_frame_bytes = max_frame_bytes
         self.queue_size = queue_size
         self.linger_ms = linger_ms
@@ -83,8 +99,7 @@ class EventSender:
             socket.setsockopt(zmq.SNDHWM, self.queue_size)
             socket.setsockopt(zmq.LINGER, self.linger_ms)
             if self.curve is not None:
-                server_key, secret_key = self.curve
-                connect_as_client(socket, server_key, secret_key or "")
+                connect_as_client(socket, self.curve.server_key, self.curve.secret_key)
             socket.connect(self.endpoint)
             local.socket, local.pid = socket, os.getpid()
         return local.socket

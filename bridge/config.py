@@ -7,10 +7,11 @@ from pathlib import Path
 from typing import Annotated
 
 import yaml
-from pydantic import BeforeValidator, Field, SecretStr, field_validator
+from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
 
 from bridge.curve import check_key
 from bridge.envelope import DEFAULT_MAX_FRAME_BYTES
+from bridge.keys import load_bridge_keys
 from bridge.routes import Route, RouteTable, TopicTemplate
 from sandbar.config import (
     ConfigError,
@@ -36,12 +37,54 @@ def _compile_template(value: object) -> TopicTemplate:
 Template = Annotated[TopicTemplate, BeforeValidator(_compile_template)]
 
 
+_NO_KEYS = (
+    "senders must authenticate: set zmq.curve_keys (the shipped config reads "
+    "SANDBAR_BRIDGE_CURVE_KEYS) to the bridge's key file (`sandbar up` "
+    "makes one in its run dir; elsewhere `sandbar curve-keys --init DIR` writes DIR/bridge.keys "
+    "for the bridge and DIR/api.keys for senders), or zmq.curve_secret_key and "
+    "zmq.curve_clients; only if every process that can reach the port is trusted, set "
+    "zmq.insecure_allow_unauthenticated: true"
+)
+
+
+def _none_if_empty(value: object) -> object:
+    """``${VAR:-}`` in the YAML: an unset variable means "not given"."""
+    return None if value == "" else value
+
+
 class ZmqSettings(StrictModel):
     bind: str = "tcp://127.0.0.1:5555"
     max_frame_bytes: int = Field(DEFAULT_MAX_FRAME_BYTES, gt=0)
-    #: CURVE (optional): the bridge's secret key, and the public keys of allowed senders
-    curve_secret_key: SecretStr | None = None
+    #: CURVE, required: a key file (bridge/keys.py), or the secret key and allowed senders'
+    #: public keys given here (added to the file's)
+    curve_keys: Annotated[Path | None, BeforeValidator(_none_if_empty)] = None
+    curve_secret_key: Annotated[SecretStr | None, BeforeValidator(_none_if_empty)] = None
     curve_clients: tuple[str, ...] = ()
+    #: the opt-out: no authentication, so any process that can reach ``bind`` sends events
+    insecure_allow_unauthenticated: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_key_file(cls, data: object) -> object:
+        path = _none_if_empty(data.get("curve_keys")) if isinstance(data, dict) else None
+        if path is None:
+            return data
+        assert isinstance(data, dict)
+        if _none_if_empty(data.get("curve_secret_key")) is not None:
+            raise ValueError("give zmq.curve_keys or zmq.curve_secret_key, not both")
+        try:
+            keys = load_bridge_keys(str(path))
+        except ConfigError as exc:
+            raise ValueError(f"zmq.curve_keys: {exc}") from None
+        listed = _split_keys(data.get("curve_clients") or ())
+        if isinstance(listed, list | tuple):  # else the field's own check says what is wrong
+            listed = [*keys.clients, *listed]
+        return {**data, "curve_secret_key": keys.secret_key, "curve_clients": listed}
+
+    @field_validator("curve_clients", mode="before")
+    @classmethod
+    def _split_clients(cls, keys: object) -> object:
+        return _split_keys(keys)
 
     @field_validator("curve_clients")
     @classmethod
@@ -61,6 +104,31 @@ class ZmqSettings(StrictModel):
         if not bind.startswith(("tcp://", "ipc://", "inproc://")):
             raise ValueError(f"'{bind}' is not a ZeroMQ endpoint: use e.g. tcp://127.0.0.1:5555")
         return bind
+
+    @model_validator(mode="after")
+    def _require_authentication(self) -> ZmqSettings:
+        if self.insecure_allow_unauthenticated:
+            if self.curve_secret_key is not None:
+                raise ValueError(
+                    "zmq.insecure_allow_unauthenticated is set together with CURVE keys: "
+                    "remove the flag (or the keys)"
+                )
+            return self
+        if self.curve_secret_key is None:
+            raise ValueError(_NO_KEYS)
+        if not self.curve_clients:
+            raise ValueError(
+                "CURVE is on but no sender may connect: list senders' public keys in "
+                "zmq.curve_clients (or the key file's 'clients' line)"
+            )
+        return self
+
+
+def _split_keys(keys: object) -> object:
+    """Keys from an environment variable: one string, separated by spaces or commas."""
+    if isinstance(keys, str):
+        return tuple(keys.replace(",", " ").split())
+    return keys
 
 
 class PublishSettings(StrictModel):
@@ -93,7 +161,7 @@ class RoutesConfig(StrictModel):
 
 
 class BridgeConfig(RoutesConfig):
-    zmq: ZmqSettings = ZmqSettings()
+    zmq: ZmqSettings = Field(default_factory=dict, validate_default=True)
     router: RouterConnection
     publish: PublishSettings = PublishSettings()
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pydantic import Field
 
+from bridge.keys import ensure_stack_keys
 from sandbar.config import ConfigError, StrictModel
 from sandbar.health import bridge_ready, http_ready, topics_ready
 from sandbar.logs import setup_logging
@@ -70,6 +71,9 @@ class UpConfig(StrictModel):
             "SANDBAR_API_DATABASE_URL": f"sqlite:///{self.run_dir / 'api.db'}",
             "SANDBAR_TOPICS_API_URL": f"http://{self.host}:{self.api_port}",
             "SANDBAR_API_CORS_ORIGINS": self.cors_origins(),
+            # CURVE key files made by up() (bridge/keys.py): the bridge admits only the API's key
+            "SANDBAR_BRIDGE_CURVE_KEYS": str(self.run_dir / "curve" / "bridge.keys"),
+            "SANDBAR_API_BRIDGE_KEYS": str(self.run_dir / "curve" / "api.keys"),
         }
 
 
@@ -119,6 +123,7 @@ def up(config: UpConfig) -> int:
     os.environ.setdefault(DEV_VAR, "1")
     os.environ.setdefault("SANDBAR_ROUTER_LOG_LEVEL", "warn")  # crossbar's info is per-session
     secret = ensure_backend_secret()
+    ensure_stack_keys(config.run_dir / "curve")
     supervisor = Supervisor(build_services(config, secret))
     exit_code = 0
 
@@ -129,6 +134,7 @@ def up(config: UpConfig) -> int:
             "websocket": f"ws://{config.host}:{config.router_port}/ws  (realm sandbar)",
             "api": f"http://{config.host}:{config.api_port}/articles",
             "bridge": f"tcp://{config.host}:{config.bridge_port}",
+            "keys": f"{config.run_dir / 'curve' / 'api.keys'}  (EventSender(keys=...))",
             "sign in": f"{DEMO_USER} / {DEMO_PASSWORD}" if demo else "(demo user unavailable)",
         }
         lines = "\n".join(f"  {name:<10} {url}" for name, url in urls.items())
@@ -194,7 +200,15 @@ def main(argv: list[str] | None = None) -> None:
             type=type(default),
             help=f"(default: {default})",
         )
-    commands.add_parser("curve-keys", help="print a new ZeroMQ CURVE key pair (public, secret)")
+    keys_parser = commands.add_parser(
+        "curve-keys", help="print a new ZeroMQ CURVE key pair (public, secret)"
+    )
+    keys_parser.add_argument(
+        "--init",
+        metavar="DIR",
+        type=Path,
+        help="instead, write DIR/bridge.keys and DIR/api.keys (mode 0600) unless both exist",
+    )
     health_parser = commands.add_parser(
         "health", help="exit 0 if a service is ready (for container healthchecks)"
     )
@@ -208,6 +222,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "curve-keys":
             from bridge.curve import new_keypair
 
+            if args.init is not None:
+                ensure_stack_keys(args.init)
+                raise SystemExit(0)
             public, secret = new_keypair()
             print(f"public: {public}\nsecret: {secret}")
             raise SystemExit(0)

@@ -12,7 +12,7 @@ from bridge.config import load_config
 from tests.support.procs import BIN, SHIPPED_BRIDGE_CONFIG, base_env
 
 GOOD = """
-zmq: {bind: "tcp://127.0.0.1:5555"}
+zmq: {bind: "tcp://127.0.0.1:5555", curve_keys: "${SANDBAR_BRIDGE_CURVE_KEYS}"}
 router: {url: "rs://127.0.0.1:8081", authid: bridge, ticket: "${SANDBAR_BACKEND_SECRET}"}
 routes:
   article.created: {topic: articles}

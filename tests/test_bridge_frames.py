@@ -16,14 +16,19 @@ from bridge import EventSender, SendError
 from bridge.config import load_config
 from bridge.envelope import Ack
 from bridge.server import Bridge as BridgeService
-from tests.support.procs import BIN, SECRET, SHIPPED_BRIDGE_CONFIG, base_env, free_port, wait_until
+from tests.support.procs import (
+    BIN,
+    SECRET,
+    SHIPPED_BRIDGE_CONFIG,
+    base_env,
+    dealer,
+    free_port,
+    wait_until,
+)
 
 
 def _raw_push(endpoint: str) -> zmq.Socket[bytes]:
-    sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 1000)
-    sock.connect(endpoint)
-    return sock
+    return dealer(endpoint)  # with the session's CURVE keys
 
 
 BAD_FRAMES = {
@@ -135,10 +140,8 @@ def test_a_refused_event_that_asked_for_an_ack_is_answered_so_it_is_not_resent(b
 def test_acks_go_to_the_socket_named_in_reply_to(bridge, subscribe):
     """The API's request threads send; its relay's socket (reply_to) gets the answers."""
     subscriber = subscribe("articles")
-    relay: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
-    relay.setsockopt(zmq.ROUTING_ID, b"outbox-relay-test")
+    relay = dealer(bridge.endpoint, routing_id=b"outbox-relay-test")
     relay.setsockopt(zmq.RCVTIMEO, 5000)
-    relay.connect(bridge.endpoint)
     sender = _raw_push(bridge.endpoint)
     sender.setsockopt(zmq.RCVTIMEO, 1000)
     event = {"id": "r1", "name": "article.created", "payload": {"title": "t"}, "ack": True}

@@ -2,13 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
+import socket
+import stat
+import subprocess
 import time
 
 import requests
+import zmq
+import zmq.asyncio
 
-from bridge import EventSender
-from bridge.curve import new_keypair
-from tests.support.procs import Api, Bridge, wait_until
+from bridge import EventSender, curve
+from bridge.curve import new_keypair, public_key
+from bridge.keys import load_bridge_keys, load_sender_keys
+from tests.support.procs import (
+    BIN,
+    KEY_ENV,
+    SHIPPED_BRIDGE_CONFIG,
+    Api,
+    Bridge,
+    base_env,
+    dealer,
+    wait_until,
+)
 
 
 def test_only_allowed_curve_keys_reach_the_bridge(router, tmp_path, subscribe):
@@ -75,3 +93,116 @@ def test_only_allowed_curve_keys_reach_the_bridge(router, tmp_path, subscribe):
             api.stop()
     finally:
         bridge.stop()
+
+
+def _run_bridge(config_path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "sandbar-bridge"), str(config_path), "--check"],
+        env={k: v for k, v in base_env(**env).items() if k not in KEY_ENV or k in env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def test_the_bridge_refuses_to_start_without_keys():
+    result = _run_bridge(SHIPPED_BRIDGE_CONFIG)
+    assert result.returncode == 2
+    assert "senders must authenticate" in result.stderr
+    for fix in (
+        "zmq.curve_keys",
+        "sandbar curve-keys --init DIR",
+        "insecure_allow_unauthenticated",
+    ):
+        assert fix in result.stderr
+
+
+def test_a_missing_or_broken_key_file_is_named(tmp_path):
+    missing = _run_bridge(SHIPPED_BRIDGE_CONFIG, SANDBAR_BRIDGE_CURVE_KEYS=str(tmp_path / "no"))
+    assert missing.returncode == 2
+    assert f"cannot read CURVE key file {tmp_path / 'no'}" in missing.stderr
+    broken = tmp_path / "bridge.keys"
+    broken.write_text("secret_key = short\n")
+    result = _run_bridge(SHIPPED_BRIDGE_CONFIG, SANDBAR_BRIDGE_CURVE_KEYS=str(broken))
+    assert result.returncode == 2
+    assert "'secret_key' is not a CURVE key" in result.stderr
+
+
+def test_curve_keys_init_makes_private_files_once(tmp_path):
+    folder = tmp_path / "keys"
+    subprocess.run([str(BIN / "sandbar"), "curve-keys", "--init", str(folder)], check=True)
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    first = {}
+    for name in ("bridge.keys", "api.keys"):
+        assert stat.S_IMODE((folder / name).stat().st_mode) == 0o600
+        first[name] = (folder / name).read_text()
+    bridge, sender = load_bridge_keys(folder / "bridge.keys"), load_sender_keys(folder / "api.keys")
+    assert bridge.clients == (public_key(sender.secret_key),)
+    assert sender.server_key == public_key(bridge.secret_key)
+    assert bridge.secret_key not in repr(bridge) and sender.secret_key not in repr(sender)
+    subprocess.run([str(BIN / "sandbar"), "curve-keys", "--init", str(folder)], check=True)
+    assert {name: (folder / name).read_text() for name in first} == first  # kept
+
+
+def _insecure_config(router) -> dict[str, object]:
+    return {
+        "zmq": {"bind": "${SANDBAR_BRIDGE_BIND}", "insecure_allow_unauthenticated": True},
+        "router": {
+            "url": router.backend_url,
+            "authid": "bridge",
+            "ticket": "${SANDBAR_BACKEND_SECRET}",
+        },
+        "routes": {"article.created": {"topic": "articles"}},
+    }
+
+
+def test_the_opt_out_is_loud_and_still_refuses_zmtp1(router, tmp_path, subscribe):
+    """``insecure_allow_unauthenticated``: local NULL senders get in, web pages do not."""
+    bridge = Bridge(tmp_path, router, _insecure_config(router)).start()
+    subscriber = subscribe("articles")
+    try:
+        assert "zmq.insecure_allow_unauthenticated is set: senders are NOT authenticated" in (
+            bridge.proc.output()
+        )
+        body = json.dumps({"name": "article.created", "payload": {"title": "zmtp1"}}).encode()
+        with socket.create_connection(("127.0.0.1", bridge.port), timeout=5) as raw:
+            raw.sendall(b"\x01\x00" + bytes([len(body) + 1, 0]) + body)
+            with contextlib.suppress(ConnectionResetError):  # libzmq hangs up on ZMTP/1.0
+                assert raw.recv(1) == b""
+        sock = dealer(bridge.endpoint, keys=None)
+        sock.send(json.dumps({"name": "article.created", "payload": {"title": "null"}}).encode())
+        wait_until(lambda: len(subscriber.snapshot()) >= 1, 5, "the NULL sender's event")
+        time.sleep(0.5)
+        assert [e.args[0]["title"] for e in subscriber.snapshot()] == ["null"]
+        sock.close()
+    finally:
+        bridge.stop()
+
+
+async def _allowed_client_gets_in(*, key_check_running: bool) -> bool:
+    context = zmq.asyncio.Context()
+    server = context.socket(zmq.ROUTER)
+    bridge_public, bridge_secret = new_keypair()
+    client_public, client_secret = new_keypair()
+    authenticator = curve.serve(context, server, bridge_secret, [client_public])
+    if not key_check_running:
+        authenticator.stop()
+    port = server.bind_to_random_port("tcp://127.0.0.1")
+    client: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
+    curve.connect_as_client(client, bridge_public, client_secret)
+    client.connect(f"tcp://127.0.0.1:{port}")
+    client.send(b"hello")
+    try:
+        return bool(await server.poll(2000))
+    finally:
+        client.close(linger=0)
+        server.close(linger=0)
+        if key_check_running:
+            authenticator.stop()
+        context.term()
+
+
+def test_curve_fails_closed_when_its_key_check_is_not_answering():
+    """A CURVE server with no ZAP handler would admit any key; the enforced domain refuses."""
+    assert asyncio.run(_allowed_client_gets_in(key_check_running=True))
+    assert not asyncio.run(_allowed_client_gets_in(key_check_running=False))

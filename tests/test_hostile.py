@@ -8,13 +8,12 @@ import json
 import os
 
 import requests
-import zmq
 from autobahn.wamp.exception import ApplicationError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bridge.envelope import Envelope, MalformedFrame
-from tests.support.procs import wait_until
+from tests.support.procs import dealer, wait_until
 from topics.examples import topics as example_topics
 from topics.patterns import TopicPattern
 
@@ -108,9 +107,7 @@ def test_rest_bodies_get_400_never_500(api, subscribe):
 
 def test_random_bytes_on_the_bridge_socket(api, bridge, subscribe):
     subscriber = subscribe("articles")
-    sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 1000)
-    sock.connect(bridge.endpoint)
+    sock = dealer(bridge.endpoint)  # an authenticated sender gone wrong
     frames = [os.urandom(n) for n in (0, 1, 7, 64, 4096, 70_000) for _ in range(50)]
     frames += [b'{"name": "article.created", "payload": {"title": ' + os.urandom(20) + b"}}"]
     frames += [

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
@@ -16,10 +19,41 @@ from pathlib import Path
 from typing import Any, Self
 
 import requests
+import zmq
+
+from bridge.curve import connect_as_client
+from bridge.keys import SENDER_KEYS_VAR, ensure_stack_keys, load_sender_keys
 
 BIN = Path(sys.executable).parent
 SECRET = "test-backend-secret-0123456789abcdef"
 TOKEN_SECRET = "test-token-secret-0123456789abcdef"
+
+# Every test bridge admits only CURVE senders, as in production: one set of key files for
+# the session, handed to the services (base_env) and to this process's EventSenders.
+KEYS_DIR = Path(tempfile.mkdtemp(prefix="sandbar-test-keys-"))
+atexit.register(shutil.rmtree, KEYS_DIR, ignore_errors=True)
+BRIDGE_KEYS, SENDER_KEYS = ensure_stack_keys(KEYS_DIR)
+KEY_ENV = {
+    "SANDBAR_BRIDGE_CURVE_KEYS": str(BRIDGE_KEYS),
+    "SANDBAR_API_BRIDGE_KEYS": str(SENDER_KEYS),
+    SENDER_KEYS_VAR: str(SENDER_KEYS),
+}
+os.environ.update(KEY_ENV)
+
+
+def dealer(
+    endpoint: str, keys: Path | None = SENDER_KEYS, routing_id: bytes | None = None
+) -> zmq.Socket[bytes]:
+    """A raw DEALER connected to a bridge, with the session's sender keys (None: without)."""
+    sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 1000)
+    if routing_id is not None:
+        sock.setsockopt(zmq.ROUTING_ID, routing_id)
+    if keys is not None:
+        sender = load_sender_keys(keys)
+        connect_as_client(sock, sender.server_key, sender.secret_key)
+    sock.connect(endpoint)
+    return sock
 
 
 def free_port() -> int:
@@ -54,8 +88,9 @@ def base_env(**extra: str) -> dict[str, str]:
         SANDBAR_BACKEND_SECRET=SECRET,
         SANDBAR_API_TOKEN_SECRET=TOKEN_SECRET,
         PYTHONUNBUFFERED="1",
-        **extra,
     )
+    env.update(KEY_ENV)
+    env.update(extra)
     return env
 
 
@@ -203,7 +238,7 @@ class Bridge(_Stoppable):
             import yaml
 
             path = workdir / "bridge.yaml"
-            path.write_text(yaml.safe_dump(dict(config)))
+            path.write_text(yaml.safe_dump(_with_keys(config)))
         env = base_env(
             SANDBAR_BRIDGE_BIND=self.endpoint,
             SANDBAR_ROUTER_BACKEND_URL=router_url or router.backend_url,
@@ -228,6 +263,15 @@ class Bridge(_Stoppable):
 
     def stop(self) -> None:
         self.proc.stop()
+
+
+def _with_keys(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A test's bridge config, given the session's keys unless it chose its own."""
+    zmq_section = dict(config.get("zmq") or {})
+    chosen = {"curve_keys", "curve_secret_key", "insecure_allow_unauthenticated"}
+    if not chosen & set(zmq_section):
+        zmq_section["curve_keys"] = "${SANDBAR_BRIDGE_CURVE_KEYS}"
+    return {**config, "zmq": zmq_section}
 
 
 class Api(_Stoppable):
