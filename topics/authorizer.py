@@ -8,11 +8,14 @@ most depend on the session, and a cached denial would outlive a redeploy.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from topics.gate import RateLimiter
 from topics.handlers import HandlerFailed, Reject, call_hook
 from topics.registry import Topic, TopicRouter
 from topics.session import Runtime, Session, SessionInfo
@@ -20,6 +23,31 @@ from topics.session import Runtime, Session, SessionInfo
 log = logging.getLogger("sandbar.topics.authorizer")
 
 EXPLAIN_PROCEDURE = "explain.subscribe"
+
+ERROR_REJECTED = "sandbar.error.rejected"
+ERROR_INVALID = "sandbar.error.invalid_argument"
+ERROR_INTERNAL = "sandbar.error.internal"
+ERROR_RATE_LIMITED = "sandbar.error.rate_limited"
+NO_SUCH_PROCEDURE = "wamp.error.no_such_procedure"
+
+
+class Refused(Exception):
+    """A client's call refused: the WAMP error URI and the reason the client is given.
+
+    The service raises it as ``ApplicationError(error, reason)``; ``Reject`` from
+    ``on_publish`` passes through as itself (it is ``sandbar.error.rejected``)."""
+
+    def __init__(self, error: str, reason: str) -> None:
+        super().__init__(reason)
+        self.error, self.reason = error, reason
+
+
+@dataclass(frozen=True)
+class Handled:
+    """A handled publish: what ``on_publish`` returned, and its publication id if published."""
+
+    payload: Any
+    publication: int | None
 
 
 @dataclass(frozen=True)
@@ -47,10 +75,12 @@ class Authorizer:
         remember: int = 10_000,
         *,
         allow_anonymous: bool = True,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.topics = topics
         self.runtime = runtime
         self.allow_anonymous = allow_anonymous
+        self.limiter = limiter or RateLimiter(10.0, 20)
         self._denials: OrderedDict[tuple[int, str], str] = OrderedDict()
         self._remember = remember
 
@@ -74,6 +104,84 @@ class Authorizer:
     def explain(self, session_id: int, uri: str) -> str | None:
         """Why ``uri`` was last denied to this session, if this replica denied it."""
         return self._denials.get((session_id, uri))
+
+    async def why(
+        self, session_id: int, uri: str, who: Callable[[int], Awaitable[SessionInfo]]
+    ) -> dict[str, Any]:
+        """``explain.subscribe``: why a subscription to ``uri`` is denied to this session."""
+        reason = self.explain(session_id, uri)
+        if reason is not None:
+            return {"uri": uri, "allowed": False, "reason": reason}
+        decision = await self.authorize(await who(session_id), uri, "subscribe")
+        return {"uri": uri, "allowed": decision.allow, "reason": decision.reason}
+
+    async def handle_publish(
+        self,
+        caller: int,
+        uri: str,
+        args: Sequence[Any],
+        kwargs: dict[str, Any],
+        who: Callable[[int], Awaitable[SessionInfo]],
+    ) -> Handled:
+        """``session.call(topic_uri, [payload])``: on_publish decides, then everyone gets it.
+        Raises ``Reject`` from the topic, or ``Refused`` for anything else."""
+        found = self.topics.match(uri)
+        if found is None or not found[0].handles_publish:
+            raise Refused(NO_SUCH_PROCEDURE, f"no topic '{uri}' takes messages")
+        topic, params = found
+        if not self.limiter.allow(caller):
+            raise Refused(
+                ERROR_RATE_LIMITED,
+                f"slow down: at most {self.limiter.rate:g} messages a second "
+                f"(bursts of {self.limiter.burst})",
+            )
+        if len(args) != 1 or kwargs:
+            raise Refused(
+                ERROR_INVALID,
+                f"call '{uri}' with exactly one argument, the "
+                "message: session.call(uri, [payload])",
+            )
+        info = await who(caller)
+        session = Session.bind(info, uri, self.runtime)
+        hook = topic.hook("on_publish")
+        assert hook is not None
+        where = f"on_publish of topic '{topic.name}' for '{uri}' (session {info.id}, authid {info.authid})"
+        try:
+            payload = await call_hook(hook, session, args[0], where=where, **params)
+        except HandlerFailed:
+            raise Refused(
+                ERROR_INTERNAL, f"internal error in topic '{topic.name}' (logged)"
+            ) from None
+        if payload is None:  # the handler sent what it wanted itself
+            return Handled(None, None)
+        if self.runtime is None:
+            raise RuntimeError(f"cannot publish to '{uri}': no runtime to send through")
+        return Handled(payload, await self.runtime.publish(uri, payload, name=topic.event_name))
+
+    async def lifecycle(
+        self,
+        hook_name: str,
+        session_id: int,
+        uri: str,
+        match: str,
+        who: Callable[[int], Awaitable[SessionInfo]],
+    ) -> None:
+        """Run ``on_subscribed`` / ``on_unsubscribe`` of the topic of ``uri``, if it has one
+        (``who`` finds the session's details, asked only when there is a hook to run)."""
+        found = self.topics.match(uri, match)  # type: ignore[arg-type]
+        if found is None:
+            return
+        topic, params = found
+        hook = topic.hook(hook_name)
+        if hook is None:
+            return
+        info = await who(session_id)
+        if info.authrole == "backend":
+            return  # presence is about clients, not the bridge peeking at a topic
+        session = Session.bind(info, uri, self.runtime)
+        where = f"{hook_name} of topic '{topic.name}' for '{uri}' (session {session_id}, authid {info.authid})"
+        with contextlib.suppress(Reject, HandlerFailed):
+            await call_hook(hook, session, where=where, **params)
 
     async def _subscribe(self, session: SessionInfo, uri: str, match: str) -> Decision:
         found = self.topics.match(uri, match)  # type: ignore[arg-type]

@@ -33,12 +33,18 @@ from sandbar.logs import setup_logging
 from sandbar.secrets import ensure_backend_secret
 from sandbar.service import run_until_signalled
 from sandbar.wamp import ApplicationSession, RouterConnection, stay_connected
-from topics.authorizer import EXPLAIN_PROCEDURE, Authorizer, Decision
+from topics.authorizer import (
+    ERROR_REJECTED,
+    EXPLAIN_PROCEDURE,
+    Authorizer,
+    Decision,
+    Refused,
+)
 from topics.directory import SessionDirectory
 from topics.gate import Authenticator, RateLimiter
-from topics.handlers import HandlerFailed, Reject, call_hook
+from topics.handlers import Reject
 from topics.registry import TopicRouter
-from topics.session import Addressing, Session, SessionInfo
+from topics.session import Addressing, SessionInfo
 
 log = logging.getLogger("sandbar.topics")
 T = TypeVar("T")
@@ -49,11 +55,6 @@ AUTHENTICATE = "sandbar.authenticate"
 REVOKED = "sandbar.auth.revoked"
 LEADER = "sandbar.topics.leader"
 LIST = "sandbar.topics.list"
-
-ERROR_REJECTED = "sandbar.error.rejected"
-ERROR_INVALID = "sandbar.error.invalid_argument"
-ERROR_INTERNAL = "sandbar.error.internal"
-ERROR_RATE_LIMITED = "sandbar.error.rate_limited"
 
 
 class TopicsConfig(StrictModel):
@@ -118,9 +119,11 @@ class TopicsService:
         self.config = config
         self.topics = topics
         topics.freeze()
-        self.authorizer = Authorizer(topics, self, allow_anonymous=config.allow_anonymous)
-        self.authenticator = Authenticator(config.api_url)
         self.limiter = RateLimiter(config.publish_rate, config.publish_burst)
+        self.authorizer = Authorizer(
+            topics, self, allow_anonymous=config.allow_anonymous, limiter=self.limiter
+        )
+        self.authenticator = Authenticator(config.api_url)
         self.sessions = SessionDirectory()
         self.subscriptions: dict[int, tuple[str, str]] = {}  # id → (uri, match)
         self.memberships: dict[int, set[int]] = {}  # session id → subscription ids
@@ -185,54 +188,21 @@ class TopicsService:
     @_counted
     async def explain(self, uri: str, details: CallDetails) -> dict[str, Any]:
         """Why a subscription to ``uri`` is denied to the caller (``None`` if it is allowed)."""
-        caller = int(details.caller or 0)
-        reason = self.authorizer.explain(caller, uri)
-        if reason is not None:
-            return {"uri": uri, "allowed": False, "reason": reason}
-        decision = await self.authorizer.authorize(
-            await self.sessions.get(caller), uri, "subscribe"
-        )
-        return {"uri": uri, "allowed": decision.allow, "reason": decision.reason}
+        return await self.authorizer.why(int(details.caller or 0), uri, self.sessions.get)
 
     @_counted
     async def handled_publish(self, *args: Any, details: CallDetails, **kwargs: Any) -> int | None:
         """``session.call(topic_uri, [payload])``: on_publish decides, then everyone gets it."""
-        uri = str(details.procedure)
-        found = self.topics.match(uri)
-        if found is None or not found[0].handles_publish:
-            raise ApplicationError(
-                ApplicationError.NO_SUCH_PROCEDURE, f"no topic '{uri}' takes messages"
-            )
-        topic, params = found
-        caller = int(details.caller or 0)
-        if not self.limiter.allow(caller):
-            raise ApplicationError(
-                ERROR_RATE_LIMITED,
-                f"slow down: at most {self.config.publish_rate:g} messages a second "
-                f"(bursts of {self.config.publish_burst})",
-            )
-        if len(args) != 1 or kwargs:
-            raise ApplicationError(
-                ERROR_INVALID,
-                f"call '{uri}' with exactly one argument, the "
-                "message: session.call(uri, [payload])",
-            )
-        info = await self.sessions.get(caller)
-        session = Session.bind(info, uri, self)
-        hook = topic.hook("on_publish")
-        assert hook is not None
-        where = f"on_publish of topic '{topic.name}' for '{uri}' (session {info.id}, authid {info.authid})"
+        uri, caller = str(details.procedure), int(details.caller or 0)
         try:
-            payload = await call_hook(hook, session, args[0], where=where, **params)
+            handled = await self.authorizer.handle_publish(
+                caller, uri, args, kwargs, self.sessions.get
+            )
         except Reject as exc:
             raise ApplicationError(ERROR_REJECTED, exc.reason) from None
-        except HandlerFailed:
-            raise ApplicationError(
-                ERROR_INTERNAL, f"internal error in topic '{topic.name}' (logged)"
-            ) from None
-        if payload is None:  # the handler sent what it wanted itself
-            return None
-        return await self.publish(uri, payload, name=topic.event_name)
+        except Refused as exc:
+            raise ApplicationError(exc.error, exc.reason) from None
+        return handled.publication
 
     def describe(self) -> list[str]:
         return [topic.name for topic in self.topics]
@@ -288,20 +258,7 @@ class TopicsService:
             if where_known is None:
                 return
         uri, match = where_known
-        found = self.topics.match(uri, match)  # type: ignore[arg-type]
-        if found is None:
-            return
-        topic, params = found
-        hook = topic.hook(hook_name)
-        if hook is None:
-            return
-        info = await self.sessions.get(session_id)
-        if info.authrole == "backend":
-            return  # presence is about clients, not the bridge peeking at a topic
-        session = Session.bind(info, uri, self)
-        where = f"{hook_name} of topic '{topic.name}' for '{uri}' (session {session_id}, authid {info.authid})"
-        with contextlib.suppress(Reject, HandlerFailed):
-            await call_hook(hook, session, where=where, **params)
+        await self.authorizer.lifecycle(hook_name, session_id, uri, match, self.sessions.get)
 
     async def _lookup_subscription(self, subscription_id: int) -> tuple[str, str] | None:
         if self.wamp is None:
