@@ -18,6 +18,7 @@ from api.push import Push
 from api.signals import article_created, auth_revoked, user_notified
 from bridge.client import EventSender
 from bridge.config import load_routes
+from sandbar.config import ConfigError
 from sandbar.secrets import require_secret
 
 
@@ -55,7 +56,20 @@ def create_app(config: ApiConfig | None = None, *, sender: EventSender | None = 
     push.forward(article_created, lambda article: article)
     push.forward(user_notified, lambda notification: notification)
     push.forward(auth_revoked)
+    _check_routes(push, config)
     return app
+
+
+def _check_routes(push: Push, config: ApiConfig) -> None:
+    """Refuse to start, rather than fail each request, when a forwarded event has no route."""
+    routes = load_routes(config.routes_config)
+    for name in push.forwarded:
+        if name not in routes:
+            raise ConfigError(
+                f"event '{name}' is forwarded (push.forward) but {config.routes_config} has no "
+                f"route for it: add 'routes: {{{name}: {{topic: <topic URI>}}}}' there "
+                "(see README, Bridge configuration)"
+            )
 
 
 def _secret(value: SecretStr | None) -> str | None:

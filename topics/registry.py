@@ -13,11 +13,17 @@ another router under a prefix, like a Flask blueprint.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+import difflib
+import importlib
+import os
+import sys
+import traceback
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, Unpack
 
-from topics.patterns import PatternError, TopicPattern
+from sandbar.config import ConfigError
+from topics.patterns import Parameter, PatternError, TopicPattern
 from topics.session import Addressing, Runtime
 
 H = TypeVar("H")
@@ -28,6 +34,9 @@ HOOKS = ("on_subscribe", "on_subscribed", "on_unsubscribe", "on_publish", "can_p
 #: Namespaces that are not the app's: the router's meta API, Sandbar's backend
 #: procedures, and the public ``explain.*`` helpers.
 RESERVED = ("wamp", "sandbar", "explain")
+#: The one setting naming the topics app, read by the topics service, the API and the bridge.
+APP_VAR = "SANDBAR_TOPICS_APP"
+DEFAULT_APP = "topics.examples:topics"
 
 
 @dataclass(frozen=True)
@@ -59,6 +68,17 @@ class Topic:
     @property
     def handles_publish(self) -> bool:
         return self.hook("on_publish") is not None
+
+    def could_match(self, parts: Sequence[str | None]) -> bool:
+        """Whether some URI of this shape (``None``: a part filled in later) is this topic's."""
+        if self.match == "prefix":
+            literal = ".".join("\0" if p is None else p for p in parts).split("\0")[0]
+            return literal.startswith(self.name) or self.name.startswith(literal)
+        if len(parts) != len(self.pattern.parts):
+            return False
+        return all(
+            _part_fits(mine, part) for mine, part in zip(self.pattern.parts, parts, strict=True)
+        )
 
 
 class TopicRouter:
@@ -134,6 +154,15 @@ class TopicRouter:
                 return topic, params
         return None
 
+    def declares(self, parts: Sequence[str | None]) -> bool:
+        """Whether a URI of this shape (``None``: any one part) can match a declared topic."""
+        return any(topic.could_match(parts) for topic in self)
+
+    def nearest(self, source: str) -> str | None:
+        """The declared pattern closest to ``source`` (for error messages)."""
+        found = difflib.get_close_matches(source, [t.name for t in self], n=1, cutoff=0)
+        return found[0] if found else None
+
     def __iter__(self) -> Iterator[Topic]:
         return iter(list(self._topics.values()))
 
@@ -174,6 +203,59 @@ class TopicRouter:
             raise RuntimeError(
                 f"cannot declare '{pattern}': {self._frozen_reason}; declare topics at import time"
             )
+
+
+def _part_fits(mine: str | Parameter, part: str | None) -> bool:
+    if part is None or mine == "":  # a placeholder, or a wildcard topic's empty part
+        return True
+    return part == mine if isinstance(mine, str) else bool(mine.regex.fullmatch(part))
+
+
+def app_spec(env: Mapping[str, str] | None = None) -> str:
+    """The topics app to serve: ``SANDBAR_TOPICS_APP``, else the shipped examples."""
+    return (os.environ if env is None else env).get(APP_VAR) or DEFAULT_APP
+
+
+def load_app(spec: str) -> TopicRouter:
+    """Import ``module:attribute`` and check it is a TopicRouter; every failure is a
+    ConfigError saying what is wrong and what to do. The current directory is importable
+    (as with ``flask run`` and uvicorn), so a project's own module needs no PYTHONPATH."""
+    module_name, colon, attribute = spec.partition(":")
+    if not colon or not module_name or not attribute:
+        raise ConfigError(f"topics app '{spec}' must be 'module:attribute', e.g. '{DEFAULT_APP}'")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and f"{module_name}.".startswith(f"{exc.name}."):
+            raise ConfigError(
+                f"topics app '{spec}': could not import module '{module_name}' from "
+                f"{os.getcwd()}; run from your project's root or check the module name"
+            ) from None
+        raise ConfigError(f"topics app '{spec}': {_failure(exc)}") from exc
+    except Exception as exc:
+        raise ConfigError(f"topics app '{spec}': {_failure(exc)}") from exc
+    if not hasattr(module, attribute):
+        found = [n for n, v in vars(module).items() if isinstance(v, TopicRouter)]
+        hint = f"; it has {', '.join(repr(f'{module_name}:{n}') for n in found)}" if found else ""
+        raise ConfigError(
+            f"topics app '{spec}': attribute '{attribute}' not found in module '{module_name}'{hint}"
+        )
+    router = getattr(module, attribute)
+    if not isinstance(router, TopicRouter):
+        raise ConfigError(
+            f"topics app '{spec}' is a {type(router).__name__}, not a TopicRouter; "
+            "point at the TopicRouter() your topics are declared on"
+        )
+    return router
+
+
+def _failure(exc: BaseException) -> str:
+    """``importing it raised ValueError: … (my_topics.py, line 3)``: where the user's code failed."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = f" ({os.path.relpath(frames[-1].filename)}, line {frames[-1].lineno})" if frames else ""
+    return f"importing it raised {type(exc).__name__}: {exc}{where}"
 
 
 def _compile(pattern: str, match: Match) -> TopicPattern:

@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import contextlib
 import functools
-import importlib
 import logging
 import os
 import sys
@@ -43,13 +42,12 @@ from topics.authorizer import (
 from topics.directory import SessionDirectory
 from topics.gate import Authenticator, RateLimiter
 from topics.handlers import Reject
-from topics.registry import TopicRouter
+from topics.registry import APP_VAR, DEFAULT_APP, TopicRouter, app_spec, load_app
 from topics.session import Addressing, SessionInfo
 
 log = logging.getLogger("sandbar.topics")
 T = TypeVar("T")
 
-DEFAULT_APP = "topics.examples:topics"
 AUTHORIZE = "sandbar.authorize"
 AUTHENTICATE = "sandbar.authenticate"
 REVOKED = "sandbar.auth.revoked"
@@ -78,15 +76,8 @@ class TopicsConfig(StrictModel):
 
 
 def load_router(spec: str) -> TopicRouter:
-    """Import ``module:attribute`` and check it is a TopicRouter."""
-    module_name, _, attribute = spec.partition(":")
-    try:
-        router = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"app: cannot load '{spec}' ({exc})") from None
-    if not isinstance(router, TopicRouter):
-        raise ConfigError(f"app: '{spec}' is a {type(router).__name__}, not a TopicRouter")
-    return router
+    """Import ``module:attribute`` and check it is a TopicRouter (see ``load_app``)."""
+    return load_app(spec)
 
 
 def procedure_uris(topics: TopicRouter) -> dict[str, str]:
@@ -372,8 +363,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="sandbar-topics", description="Sandbar topics service")
     parser.add_argument(
         "--app",
-        default=env.get("SANDBAR_TOPICS_APP", DEFAULT_APP),
-        help="the TopicRouter to serve, as module:attribute",
+        default=app_spec(env),
+        help=f"the TopicRouter to serve, as module:attribute (env {APP_VAR}; default {DEFAULT_APP})",
     )
     parser.add_argument(
         "--router-url", default=env.get("SANDBAR_ROUTER_BACKEND_URL", "rs://127.0.0.1:8081")
