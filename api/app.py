@@ -20,6 +20,7 @@ from bridge.client import EventSender
 from bridge.config import load_routes
 from sandbar.config import ConfigError
 from sandbar.secrets import require_secret
+from topics.registry import load_app
 
 
 def create_app(config: ApiConfig | None = None, *, sender: EventSender | None = None) -> Flask:
@@ -57,6 +58,7 @@ def create_app(config: ApiConfig | None = None, *, sender: EventSender | None = 
     push.forward(user_notified, lambda notification: notification)
     push.forward(auth_revoked)
     _check_routes(push, config)
+    load_app(config.topics_app)  # GET /events asks its on_subscribe: fail now, not on a request
     return app
 
 

@@ -18,6 +18,7 @@ from sandbar.config import ConfigError, StrictModel
 from sandbar.heap import freeze_startup_heap
 from sandbar.logs import setup_logging
 from sandbar.secrets import require_secret
+from topics.registry import load_app
 
 
 class ServeConfig(StrictModel):
@@ -80,6 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         api = ApiConfig.from_env()
         config = ServeConfig(**vars(args), api=api)
+        load_app(api.topics_app)  # one line here, not a traceback from every worker
         if api.token_secret is None:  # fail here, once, not in every worker
             require_secret("SANDBAR_API_TOKEN_SECRET", DEV_TOKEN_SECRET)
     except (ConfigError, ValueError) as exc:

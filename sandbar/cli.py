@@ -21,6 +21,7 @@ from sandbar.secrets import DEV_VAR, ensure_backend_secret
 from sandbar.service import run_until_signalled
 from sandbar.supervisor import Service, Supervisor
 from sandbar.wamp import RouterConnection
+from topics.registry import APP_VAR, app_spec, load_app
 
 log = logging.getLogger("sandbar.up")
 
@@ -37,6 +38,8 @@ class UpConfig(StrictModel):
     run_dir: Path = RUN_DIR
     bridge_config: Path = ROOT / "config" / "bridge.yaml"
     ready_timeout: float = Field(60.0, gt=0)
+    #: the TopicRouter the topics service serves and the API's GET /events and the bridge check
+    topics_app: str = Field(default_factory=app_spec)
 
     @property
     def backend_url(self) -> str:
@@ -70,6 +73,7 @@ class UpConfig(StrictModel):
             "SANDBAR_API_DATABASE_URL": f"sqlite:///{self.run_dir / 'api.db'}",
             "SANDBAR_TOPICS_API_URL": f"http://{self.host}:{self.api_port}",
             "SANDBAR_API_CORS_ORIGINS": self.cors_origins(),
+            APP_VAR: self.topics_app,
         }
 
 
@@ -119,6 +123,7 @@ def up(config: UpConfig) -> int:
     os.environ.setdefault(DEV_VAR, "1")
     os.environ.setdefault("SANDBAR_ROUTER_LOG_LEVEL", "warn")  # crossbar's info is per-session
     secret = ensure_backend_secret()
+    load_app(config.topics_app)  # a wrong module:attribute fails here, once, not in each service
     supervisor = Supervisor(build_services(config, secret))
     exit_code = 0
 
@@ -186,6 +191,7 @@ def main(argv: list[str] | None = None) -> None:
         "run_dir",
         "bridge_config",
         "ready_timeout",
+        "topics_app",
     ):
         default = getattr(defaults, name)
         run_parser.add_argument(

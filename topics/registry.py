@@ -190,6 +190,11 @@ class TopicRouter:
         """How many sessions are subscribed to ``uri`` now (the router's count)."""
         return await self._running().subscriber_count(uri)
 
+    @property
+    def settings(self) -> Mapping[str, Any]:
+        """The running service's settings (``api_url``, ``allow_anonymous``, …), no secrets."""
+        return self._running().settings
+
     def _running(self) -> Runtime:
         router = self
         while router._runtime is None and router._parent is not None:

@@ -19,7 +19,8 @@ import functools
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from types import MappingProxyType
 from typing import Any, TypeVar, Unpack
 
 from autobahn.wamp.exception import ApplicationError
@@ -123,6 +124,11 @@ class TopicsService:
         self._campaign: asyncio.Task[None] | None = None
         self._registrations: list[Any] = []
         self._serving = 0  # procedure calls being handled right now
+
+    @functools.cached_property
+    def settings(self) -> Mapping[str, Any]:
+        """What topic code may read of this service's settings: all but the router login."""
+        return MappingProxyType(self.config.model_dump(exclude={"router"}))
 
     # -- sending ------------------------------------------------------------------
 

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Literal, Self, TypeVar, Unpack
 
 from bridge.envelope import Envelope
@@ -121,8 +122,20 @@ class TopicTester:
         allow_anonymous: bool = True,
         publish_rate: float = 10.0,
         publish_burst: int = 20,
+        settings: Mapping[str, Any] | None = None,
     ) -> None:
+        """The keyword arguments are the service's settings of the same names;
+        ``settings`` adds to what topic code reads as ``session.settings`` (e.g. ``api_url``)."""
         self.topics = topics
+        self.settings: Mapping[str, Any] = MappingProxyType(
+            {
+                "api_url": "http://127.0.0.1:5000",
+                "allow_anonymous": allow_anonymous,
+                "publish_rate": publish_rate,
+                "publish_burst": publish_burst,
+                **(settings or {}),
+            }
+        )
         topics.freeze("a TopicTester is serving these topics")
         self.limiter = RateLimiter(publish_rate, publish_burst)
         self.authorizer = Authorizer(
