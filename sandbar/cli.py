@@ -201,6 +201,10 @@ def main(argv: list[str] | None = None) -> None:
             help=f"(default: {default})",
         )
     commands.add_parser("curve-keys", help="print a new ZeroMQ CURVE key pair (public, secret)")
+    routes_parser = commands.add_parser("routes", help="list the bridge routes: event → topic")
+    routes_parser.add_argument("--bridge-config", type=Path, default=defaults.bridge_config)
+    topics_parser = commands.add_parser("topics", help="list the declared topics and their hooks")
+    topics_parser.add_argument("--topics-app", default=defaults.topics_app)
     health_parser = commands.add_parser(
         "health", help="exit 0 if a service is ready (for container healthchecks)"
     )
@@ -219,6 +223,15 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(0)
         if args.command == "health":
             raise SystemExit(health(args.service, args.url))
+        if args.command in ("routes", "topics"):
+            from sandbar import listing
+
+            print(
+                listing.routes_table(args.bridge_config)
+                if args.command == "routes"
+                else listing.topics_listing(args.topics_app)
+            )
+            raise SystemExit(0)
         config = UpConfig(**{k: v for k, v in vars(args).items() if k != "command"})
         raise SystemExit(up(config))
     except ConfigError as exc:
