@@ -17,7 +17,13 @@ from topics.registry import app_spec
 ENV_PREFIX = "SANDBAR_API_"
 #: read by the server (api/serve.py), not part of the app's settings
 SERVER_VARS = frozenset(
-    {"SANDBAR_API_HOST", "SANDBAR_API_PORT", "SANDBAR_API_WORKERS", "SANDBAR_API_THREADS"}
+    {
+        "SANDBAR_API_HOST",
+        "SANDBAR_API_PORT",
+        "SANDBAR_API_WORKERS",
+        "SANDBAR_API_THREADS",
+        "SANDBAR_API_APP",
+    }
 )
 
 

@@ -40,6 +40,10 @@ class UpConfig(StrictModel):
     ready_timeout: float = Field(60.0, gt=0)
     #: the TopicRouter the topics service serves and the API's GET /events and the bridge check
     topics_app: str = Field(default_factory=app_spec)
+    #: the API's app factory (module:function), yours or the kit's
+    api_app: str = Field(
+        default_factory=lambda: os.environ.get("SANDBAR_API_APP", "api.app:create_app")
+    )
 
     @property
     def backend_url(self) -> str:
@@ -74,6 +78,8 @@ class UpConfig(StrictModel):
             "SANDBAR_TOPICS_API_URL": f"http://{self.host}:{self.api_port}",
             "SANDBAR_API_CORS_ORIGINS": self.cors_origins(),
             APP_VAR: self.topics_app,
+            "SANDBAR_API_APP": self.api_app,
+            "SANDBAR_API_ROUTES_CONFIG": str(self.bridge_config),  # the API numbers events by it
         }
 
 
@@ -192,6 +198,7 @@ def main(argv: list[str] | None = None) -> None:
         "bridge_config",
         "ready_timeout",
         "topics_app",
+        "api_app",
     ):
         default = getattr(defaults, name)
         run_parser.add_argument(

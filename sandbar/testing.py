@@ -11,8 +11,9 @@ YAML and the API, and gives each test:
         [event] = alice.wait_for(1, name="comment.added")
 
 Settings (``pytest.ini``/``pyproject.toml`` ``[tool.pytest.ini_options]``):
-``sandbar_topics_app`` (default ``SANDBAR_TOPICS_APP``, else the shipped examples) and
-``sandbar_bridge_config`` (default ``config/bridge.yaml`` under the rootdir). Nothing starts
+``sandbar_topics_app`` (default ``SANDBAR_TOPICS_APP``, else the shipped examples),
+``sandbar_bridge_config`` (default ``config/bridge.yaml`` under the rootdir) and
+``sandbar_api_app`` (default ``api.app:create_app``). Nothing starts
 unless a test asks for one of these fixtures. Everything runs from ``.venv/bin`` of the
 interpreter running pytest; the stack's API database lives in pytest's temporary folder.
 """
@@ -41,6 +42,7 @@ PASSWORD = "correct horse battery"
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("sandbar_topics_app", "the TopicRouter to serve, as module:attribute")
     parser.addini("sandbar_bridge_config", "the bridge YAML whose routes to use")
+    parser.addini("sandbar_api_app", "the API's app factory, as module:function")
 
 
 @dataclass
@@ -115,7 +117,12 @@ def sandbar_stack(
             Bridge(workdir, router, path=routes.resolve(), topics_app=app).start()
         )
         api = Api(
-            workdir, bridge.endpoint, port=api_port, topics_app=app, routes_config=str(routes)
+            workdir,
+            bridge.endpoint,
+            port=api_port,
+            topics_app=app,
+            routes_config=str(routes.resolve()),
+            app=_setting(pytestconfig, "sandbar_api_app") or "api.app:create_app",
         )
         running.enter_context(api.start())
         yield Stack(router, topics, bridge, api, app)

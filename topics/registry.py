@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import difflib
-import importlib
 import os
-import sys
-import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, Unpack
 
 from sandbar.config import ConfigError
+from sandbar.imports import load_object
 from topics.patterns import Parameter, PatternError, TopicPattern
 from topics.session import Addressing, Runtime
 
@@ -225,42 +223,13 @@ def load_app(spec: str) -> TopicRouter:
     """Import ``module:attribute`` and check it is a TopicRouter; every failure is a
     ConfigError saying what is wrong and what to do. The current directory is importable
     (as with ``flask run`` and uvicorn), so a project's own module needs no PYTHONPATH."""
-    module_name, colon, attribute = spec.partition(":")
-    if not colon or not module_name or not attribute:
-        raise ConfigError(f"topics app '{spec}' must be 'module:attribute', e.g. '{DEFAULT_APP}'")
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name is not None and f"{module_name}.".startswith(f"{exc.name}."):
-            raise ConfigError(
-                f"topics app '{spec}': could not import module '{module_name}' from "
-                f"{os.getcwd()}; run from your project's root or check the module name"
-            ) from None
-        raise ConfigError(f"topics app '{spec}': {_failure(exc)}") from exc
-    except Exception as exc:
-        raise ConfigError(f"topics app '{spec}': {_failure(exc)}") from exc
-    if not hasattr(module, attribute):
-        found = [n for n, v in vars(module).items() if isinstance(v, TopicRouter)]
-        hint = f"; it has {', '.join(repr(f'{module_name}:{n}') for n in found)}" if found else ""
-        raise ConfigError(
-            f"topics app '{spec}': attribute '{attribute}' not found in module '{module_name}'{hint}"
-        )
-    router = getattr(module, attribute)
+    router = load_object(spec, "topics app", DEFAULT_APP, lambda v: isinstance(v, TopicRouter))
     if not isinstance(router, TopicRouter):
         raise ConfigError(
             f"topics app '{spec}' is a {type(router).__name__}, not a TopicRouter; "
             "point at the TopicRouter() your topics are declared on"
         )
     return router
-
-
-def _failure(exc: BaseException) -> str:
-    """``importing it raised ValueError: … (my_topics.py, line 3)``: where the user's code failed."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    where = f" ({os.path.relpath(frames[-1].filename)}, line {frames[-1].lineno})" if frames else ""
-    return f"importing it raised {type(exc).__name__}: {exc}{where}"
 
 
 def _compile(pattern: str, match: Match) -> TopicPattern:
