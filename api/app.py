@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+import inspect
+from collections.abc import Callable
+from typing import Any, cast
 
 from flask import Flask
 from pydantic import SecretStr
@@ -18,7 +20,12 @@ from api.push import Push
 from api.signals import article_created, auth_revoked, user_notified
 from bridge.client import EventSender
 from bridge.config import load_routes
+from sandbar.config import ConfigError
+from sandbar.imports import load_object
 from sandbar.secrets import require_secret
+from topics.registry import load_app
+
+DEFAULT_FACTORY = "api.app:create_app"
 
 
 def create_app(config: ApiConfig | None = None, *, sender: EventSender | None = None) -> Flask:
@@ -55,7 +62,34 @@ def create_app(config: ApiConfig | None = None, *, sender: EventSender | None = 
     push.forward(article_created, lambda article: article)
     push.forward(user_notified, lambda notification: notification)
     push.forward(auth_revoked)
+    check_routes(app)
+    load_app(config.topics_app)  # GET /events asks its on_subscribe: fail now, not on a request
     return app
+
+
+def load_factory(spec: str) -> Callable[[ApiConfig], Flask]:
+    """Your own app factory (``my_app:create_app``, taking the ApiConfig) for ``sandbar-api``."""
+    factory = load_object(spec, "API app factory", DEFAULT_FACTORY, inspect.isfunction)
+    if not callable(factory):
+        raise ConfigError(
+            f"API app factory '{spec}' is a {type(factory).__name__}, not a function; point at "
+            "a function that takes the ApiConfig and returns the Flask app, like create_app"
+        )
+    return cast(Callable[[ApiConfig], Flask], factory)
+
+
+def check_routes(app: Flask) -> None:
+    """Refuse to start, rather than fail each request, when a forwarded event has no route.
+    ``sandbar-api`` runs it again on the app your factory returns."""
+    config: ApiConfig = app.config["SANDBAR"]
+    routes = load_routes(config.routes_config)
+    for name in app.extensions["sandbar_push"].forwarded:
+        if name not in routes:
+            raise ConfigError(
+                f"event '{name}' is forwarded (push.forward) but {config.routes_config} has no "
+                f"route for it: add 'routes: {{{name}: {{topic: <topic URI>}}}}' there "
+                "(see README, Bridge configuration)"
+            )
 
 
 def _secret(value: SecretStr | None) -> str | None:

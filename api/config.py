@@ -13,11 +13,18 @@ from bridge.client import DEFAULT_ENDPOINT, EventSender
 from bridge.keys import find_sender_keys
 from sandbar.config import ConfigError, StrictModel, validate_config
 from sandbar.paths import ROOT, RUN_DIR
+from topics.registry import app_spec
 
 ENV_PREFIX = "SANDBAR_API_"
 #: read by the server (api/serve.py), not part of the app's settings
 SERVER_VARS = frozenset(
-    {"SANDBAR_API_HOST", "SANDBAR_API_PORT", "SANDBAR_API_WORKERS", "SANDBAR_API_THREADS"}
+    {
+        "SANDBAR_API_HOST",
+        "SANDBAR_API_PORT",
+        "SANDBAR_API_WORKERS",
+        "SANDBAR_API_THREADS",
+        "SANDBAR_API_APP",
+    }
 )
 
 
@@ -35,8 +42,9 @@ class ApiConfig(StrictModel):
     delivery: Literal["reliable", "fire_and_forget"] = "reliable"
     #: the bridge YAML whose ``routes`` decide each event's topic (for per-topic seq)
     routes_config: Path = ROOT / "config" / "bridge.yaml"
-    #: the TopicRouter whose on_subscribe also guards catch-up (GET /events)
-    topics_app: str = "topics.examples:topics"
+    #: the TopicRouter whose on_subscribe also guards catch-up (GET /events); by default
+    #: the topics service's own, SANDBAR_TOPICS_APP
+    topics_app: str = Field(default_factory=app_spec)
     outbox_lease_seconds: float = Field(3.0, gt=0)
     outbox_retention_seconds: float = Field(24 * 3600.0, gt=0)
     outbox_retention_rows: int = Field(100_000, gt=0)
@@ -99,5 +107,6 @@ class ApiConfig(StrictModel):
             for key, value in env.items()
             if key.startswith(ENV_PREFIX) and key not in SERVER_VARS
         }
+        values.setdefault("topics_app", app_spec(env))  # the one setting, SANDBAR_TOPICS_APP
         values.update(overrides)
         return validate_config(cls, values, source=f"{ENV_PREFIX}* settings")

@@ -10,7 +10,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 from pydantic import Field
 
-from api.app import create_app
+from api.app import DEFAULT_FACTORY, check_routes, load_factory
 from api.auth import DEV_TOKEN_SECRET
 from api.config import ApiConfig
 from api.db import create_schema, make_engine
@@ -18,6 +18,7 @@ from sandbar.config import ConfigError, StrictModel
 from sandbar.heap import freeze_startup_heap
 from sandbar.logs import setup_logging
 from sandbar.secrets import require_secret
+from topics.registry import load_app
 
 
 class ServeConfig(StrictModel):
@@ -25,6 +26,8 @@ class ServeConfig(StrictModel):
     port: int = 5000
     workers: int = Field(2, gt=0)
     threads: int = Field(4, gt=0)
+    #: the app factory, as module:function, called with ``api`` (your own, or the kit's)
+    app: str = DEFAULT_FACTORY
     api: ApiConfig = ApiConfig()
 
 
@@ -51,7 +54,9 @@ class _Gunicorn(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self) -> Any:
-        return create_app(self.serve_config.api)
+        app = load_factory(self.serve_config.app)(self.serve_config.api)
+        check_routes(app)  # what your factory forwarded after create_app, too
+        return app
 
 
 def run(config: ServeConfig) -> None:
@@ -75,11 +80,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=int(env.get("SANDBAR_API_PORT", 5000)))
     parser.add_argument("--workers", type=int, default=int(env.get("SANDBAR_API_WORKERS", 2)))
     parser.add_argument("--threads", type=int, default=int(env.get("SANDBAR_API_THREADS", 4)))
+    parser.add_argument(
+        "--app",
+        default=env.get("SANDBAR_API_APP", DEFAULT_FACTORY),
+        help=f"the app factory, module:function (env SANDBAR_API_APP; default {DEFAULT_FACTORY})",
+    )
     args = parser.parse_args(argv)
     setup_logging()
     try:
         api = ApiConfig.from_env()
         config = ServeConfig(**vars(args), api=api)
+        load_app(api.topics_app)  # one line here, not a traceback from every worker
+        load_factory(config.app)
         if api.token_secret is None:  # fail here, once, not in every worker
             require_secret("SANDBAR_API_TOKEN_SECRET", DEV_TOKEN_SECRET)
     except (ConfigError, ValueError) as exc:

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Annotated
 
 import yaml
-from pydantic import BeforeValidator, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from bridge.curve import check_key
 from bridge.envelope import DEFAULT_MAX_FRAME_BYTES
 from bridge.keys import load_bridge_keys
 from bridge.routes import Route, RouteTable, TopicTemplate
 from sandbar.config import (
+    _ENV_REF,
     ConfigError,
     StrictModel,
     expand_env_values,
@@ -22,6 +31,7 @@ from sandbar.config import (
 )
 from sandbar.uri import check_name
 from sandbar.wamp import RouterConnection
+from topics.registry import load_app
 
 DEFAULT_PATH = Path(os.environ.get("SANDBAR_BRIDGE_CONFIG", "config/bridge.yaml"))
 
@@ -105,8 +115,15 @@ class ZmqSettings(StrictModel):
             raise ValueError(f"'{bind}' is not a ZeroMQ endpoint: use e.g. tcp://127.0.0.1:5555")
         return bind
 
+    @property
+    def keyless(self) -> bool:
+        """Neither keys nor the opt-out: only ``--check`` accepts that (it needs no secrets)."""
+        return self.curve_secret_key is None and not self.insecure_allow_unauthenticated
+
     @model_validator(mode="after")
-    def _require_authentication(self) -> ZmqSettings:
+    def _require_authentication(self, info: ValidationInfo) -> ZmqSettings:
+        if self.keyless and (info.context or {}).get("check_only"):
+            return self
         if self.insecure_allow_unauthenticated:
             if self.curve_secret_key is not None:
                 raise ValueError(
@@ -177,6 +194,57 @@ def load_routes(path: str | Path = DEFAULT_PATH) -> RouteTable:
     return validate_config(RoutesConfig, routes, source=str(path)).route_table()
 
 
-def load_config(path: str | Path = DEFAULT_PATH) -> BridgeConfig:
-    """Load and validate the bridge YAML (``${VAR}`` is taken from the environment)."""
-    return load_yaml_config(BridgeConfig, path)
+def load_config(
+    path: str | Path = DEFAULT_PATH,
+    env: Mapping[str, str] | None = None,
+    *,
+    check_only: bool = False,
+) -> BridgeConfig:
+    """Load and validate the bridge YAML (``${VAR}`` is taken from the environment).
+    ``check_only``: for ``--check``, which validates a file without its secrets or keys."""
+    return load_yaml_config(BridgeConfig, path, env, context={"check_only": check_only})
+
+
+def check_routes(config: RoutesConfig, app: str, source: str = "routes") -> None:
+    """Refuse routes to topics the topics app ``app`` does not declare (browsers could
+    never subscribe to them), naming each route and the nearest declared pattern."""
+    problems = config.route_table().unreachable(load_app(app))
+    if problems:
+        raise ConfigError(f"{source}: {'; '.join(problems)} (topics app '{app}')")
+
+
+#: fits every secret the file may hold: a ticket, or a Z85 CURVE key (40 characters)
+STAND_IN = "0" * 40
+
+
+def stand_ins(
+    path: str | Path, env: Mapping[str, str] | None = None
+) -> tuple[dict[str, str], list[str]]:
+    """For ``--check``: the environment plus a stand-in for each ``${VAR}`` (no default)
+    the file's values name but the environment lacks, so a file is checked without its secrets."""
+    env = dict(os.environ if env is None else env)
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return env, []  # load_config reports it
+    missing = sorted(
+        {
+            match.group(1)
+            for value in _strings(data)
+            for match in _ENV_REF.finditer(value)
+            if match.group(2) is None and match.group(1) not in env
+        }
+    )
+    env.update(dict.fromkeys(missing, STAND_IN))
+    return env, missing
+
+
+def _strings(data: object) -> Iterator[str]:
+    if isinstance(data, str):
+        yield data
+    elif isinstance(data, dict):
+        for value in data.values():
+            yield from _strings(value)
+    elif isinstance(data, list):
+        for item in data:
+            yield from _strings(item)

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bridge.envelope import Envelope, MalformedFrame
 from sandbar.uri import check_component, check_uri
+
+if TYPE_CHECKING:
+    from topics.registry import TopicRouter
+
+#: Topics for backend services, not browsers (e.g. sandbar.auth.revoked): no topic declares them.
+BACKEND_NAMESPACES = ("sandbar", "wamp")
 
 _PLACEHOLDER = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 
@@ -37,6 +44,11 @@ class TopicTemplate:
             raise ValueError(f"topic '{source}': a placeholder appears twice")
         check_uri(".".join("x" if _PLACEHOLDER.match(p) else p for p in parts))
         return cls(source, parts, tuple(fields))
+
+    @property
+    def shape(self) -> tuple[str | None, ...]:
+        """The literal parts, with ``None`` where a payload field goes."""
+        return tuple(None if _PLACEHOLDER.match(p) else p for p in self.parts)
 
     def render(self, payload: dict[str, Any]) -> str:
         """Fill the placeholders from ``payload``; a missing or unusable field is malformed."""
@@ -110,6 +122,24 @@ class RouteTable:
 
     def __contains__(self, name: str) -> bool:
         return name in self._routes
+
+    def __iter__(self) -> Iterator[tuple[str, Route]]:
+        return iter(sorted(self._routes.items()))
+
+    def unreachable(self, topics: TopicRouter) -> list[str]:
+        """One message per route whose topic no declared topic matches: its events could
+        reach no browser, since the topics service denies subscribing to undeclared URIs."""
+        problems = []
+        for name, route in self:
+            if route.topic.parts[0] in BACKEND_NAMESPACES or topics.declares(route.topic.shape):
+                continue
+            nearest = topics.nearest(route.topic.source)
+            hint = f"; the nearest declared topic is '{nearest}'" if nearest else ""
+            problems.append(
+                f"route '{name}' publishes to '{route.topic.source}', which no topic declares; "
+                f"browsers could never subscribe to it{hint}"
+            )
+        return problems
 
     def resolve(self, envelope: Envelope) -> Publication:
         route = self._routes.get(envelope.name)

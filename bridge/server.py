@@ -28,7 +28,7 @@ from autobahn.wamp.exception import ApplicationError, TransportLost
 from autobahn.wamp.types import PublishOptions, SubscribeOptions
 
 from bridge import curve
-from bridge.config import DEFAULT_PATH, BridgeConfig, load_config
+from bridge.config import DEFAULT_PATH, BridgeConfig, check_routes, load_config, stand_ins
 from bridge.envelope import Ack, Envelope, MalformedFrame, reply_address
 from bridge.routes import Publication
 from bridge.sequencer import Sequencer
@@ -37,6 +37,7 @@ from sandbar.logs import setup_logging
 from sandbar.secrets import ensure_backend_secret
 from sandbar.service import run_until_signalled
 from sandbar.wamp import ApplicationSession, stay_connected
+from topics.registry import APP_VAR, app_spec
 
 log = logging.getLogger("sandbar.bridge")
 
@@ -489,17 +490,35 @@ def main(argv: list[str] | None = None) -> None:
         default=DEFAULT_PATH,
         help=f"bridge YAML file (default: {DEFAULT_PATH})",
     )
-    parser.add_argument("--check", action="store_true", help="validate the config and exit")
+    parser.add_argument(
+        "--check", action="store_true", help="validate the config (no secrets needed) and exit"
+    )
+    parser.add_argument(
+        "--topics-app",
+        default=app_spec(),
+        help=f"the TopicRouter every route's topic must be declared in (env {APP_VAR})",
+    )
     args = parser.parse_args(argv)
     setup_logging()
+    unset: list[str] = []
     try:
-        ensure_backend_secret()
-        config = load_config(args.config)
+        if args.check:
+            env, unset = stand_ins(args.config)
+            config = load_config(args.config, env, check_only=True)
+            if config.zmq.keyless:
+                unset.append("zmq.curve_keys")
+        else:
+            ensure_backend_secret()
+            config = load_config(args.config)
+        check_routes(config, args.topics_app, str(args.config))
     except ConfigError as exc:
         print(f"sandbar-bridge: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     if args.check:
-        print(f"{args.config}: OK ({len(config.routes)} routes)")
+        skipped = f"; not set, so not checked: {', '.join(unset)}" if unset else ""
+        print(
+            f"{args.config}: OK ({len(config.routes)} routes, topics app {args.topics_app}{skipped})"
+        )
         return
     try:
         run(config)

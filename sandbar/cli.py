@@ -22,6 +22,7 @@ from sandbar.secrets import DEV_VAR, ensure_backend_secret
 from sandbar.service import run_until_signalled
 from sandbar.supervisor import Service, Supervisor
 from sandbar.wamp import RouterConnection
+from topics.registry import APP_VAR, app_spec, load_app
 
 log = logging.getLogger("sandbar.up")
 
@@ -38,6 +39,12 @@ class UpConfig(StrictModel):
     run_dir: Path = RUN_DIR
     bridge_config: Path = ROOT / "config" / "bridge.yaml"
     ready_timeout: float = Field(60.0, gt=0)
+    #: the TopicRouter the topics service serves and the API's GET /events and the bridge check
+    topics_app: str = Field(default_factory=app_spec)
+    #: the API's app factory (module:function), yours or the kit's
+    api_app: str = Field(
+        default_factory=lambda: os.environ.get("SANDBAR_API_APP", "api.app:create_app")
+    )
 
     @property
     def backend_url(self) -> str:
@@ -74,6 +81,9 @@ class UpConfig(StrictModel):
             # CURVE key files made by up() (bridge/keys.py): the bridge admits only the API's key
             "SANDBAR_BRIDGE_CURVE_KEYS": str(self.run_dir / "curve" / "bridge.keys"),
             "SANDBAR_API_BRIDGE_KEYS": str(self.run_dir / "curve" / "api.keys"),
+            APP_VAR: self.topics_app,
+            "SANDBAR_API_APP": self.api_app,
+            "SANDBAR_API_ROUTES_CONFIG": str(self.bridge_config),  # the API numbers events by it
         }
 
 
@@ -124,6 +134,7 @@ def up(config: UpConfig) -> int:
     os.environ.setdefault("SANDBAR_ROUTER_LOG_LEVEL", "warn")  # crossbar's info is per-session
     secret = ensure_backend_secret()
     ensure_stack_keys(config.run_dir / "curve")
+    load_app(config.topics_app)  # a wrong module:attribute fails here, once, not in each service
     supervisor = Supervisor(build_services(config, secret))
     exit_code = 0
 
@@ -192,6 +203,8 @@ def main(argv: list[str] | None = None) -> None:
         "run_dir",
         "bridge_config",
         "ready_timeout",
+        "topics_app",
+        "api_app",
     ):
         default = getattr(defaults, name)
         run_parser.add_argument(
@@ -209,6 +222,10 @@ def main(argv: list[str] | None = None) -> None:
         type=Path,
         help="instead, write DIR/bridge.keys and DIR/api.keys (mode 0600) unless both exist",
     )
+    routes_parser = commands.add_parser("routes", help="list the bridge routes: event → topic")
+    routes_parser.add_argument("--bridge-config", type=Path, default=defaults.bridge_config)
+    topics_parser = commands.add_parser("topics", help="list the declared topics and their hooks")
+    topics_parser.add_argument("--topics-app", default=defaults.topics_app)
     health_parser = commands.add_parser(
         "health", help="exit 0 if a service is ready (for container healthchecks)"
     )
@@ -230,6 +247,15 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(0)
         if args.command == "health":
             raise SystemExit(health(args.service, args.url))
+        if args.command in ("routes", "topics"):
+            from sandbar import listing
+
+            print(
+                listing.routes_table(args.bridge_config)
+                if args.command == "routes"
+                else listing.topics_listing(args.topics_app)
+            )
+            raise SystemExit(0)
         config = UpConfig(**{k: v for k, v in vars(args).items() if k != "command"})
         raise SystemExit(up(config))
     except ConfigError as exc:

@@ -96,20 +96,28 @@ def _describe(error: dict[str, Any]) -> str:
     return f"key '{key}': {message}"
 
 
-def validate_config(model: type[M], data: Any, *, source: str = "config") -> M:
-    """Build ``model`` from plain data, turning pydantic's errors into one ConfigError."""
+def validate_config(
+    model: type[M], data: Any, *, source: str = "config", context: dict[str, Any] | None = None
+) -> M:
+    """Build ``model`` from plain data, turning pydantic's errors into one ConfigError.
+    ``context`` reaches the model's validators (e.g. ``{"check_only": True}``)."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping of keys at the top level")
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context=context)
     except ValidationError as exc:
         problems = "; ".join(_describe(dict(err)) for err in exc.errors())
         raise ConfigError(f"{source}: {problems}") from None
 
 
-def load_yaml_config(model: type[M], path: str | Path, env: Mapping[str, str] | None = None) -> M:
+def load_yaml_config(
+    model: type[M],
+    path: str | Path,
+    env: Mapping[str, str] | None = None,
+    context: dict[str, Any] | None = None,
+) -> M:
     """Read a YAML file, expand ``${VAR}`` references and validate it as ``model``."""
     path = Path(path)
     try:
@@ -121,7 +129,7 @@ def load_yaml_config(model: type[M], path: str | Path, env: Mapping[str, str] | 
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML {_yaml_where(exc)}") from None
     data = expand_env_values(data, env, source=str(path))
-    return validate_config(model, data, source=str(path))
+    return validate_config(model, data, source=str(path), context=context)
 
 
 def _yaml_where(exc: yaml.YAMLError) -> str:

@@ -10,6 +10,9 @@ import pytest
 from tests.support.procs import Api, Bridge, Router, Topics, free_port
 from tests.support.wamp import Client, Subscriber
 
+# The plugin a project's tests use (also registered as a pytest11 entry point).
+pytest_plugins = ["sandbar.testing"]
+
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(

@@ -88,7 +88,13 @@ def test_refused_readers_never_reach_readers_by_call_or_publish(stack, clients):
     @given(
         st.sampled_from(["call", "publish"]),
         st.sampled_from(["room.staff-ops", "board.staff-ops"]),
-        st.dictionaries(st.sampled_from(["text", "x"]), st.text(max_size=20), max_size=2),
+        # NUL-leading strings are another finding (M4, tested over msgpack below): over JSON
+        # they mean base64 bytes, which these are not
+        st.dictionaries(
+            st.sampled_from(["text", "x"]),
+            st.text(max_size=20).filter(lambda text: not text.startswith("\x00")),
+            max_size=2,
+        ),
     )
     def send(how: str, uri: str, payload: dict[str, str]) -> None:
         nonlocal tried

@@ -59,3 +59,11 @@ class Relay:
         else:
             raise Reject(f"unknown mode '{mode}'")
         # Returning None: the service publishes nothing more.
+
+
+@topics.topic("settings.echo")
+class SettingsEcho:
+    """Topic code reads the service's settings through its session, not the environment."""
+
+    def on_subscribed(self, session: Session) -> None:
+        session.send({"api_url": session.settings["api_url"]}, name="settings")

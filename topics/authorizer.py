@@ -12,15 +12,16 @@ with ``write_only_senders=True``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from topics.gate import SubscriptionCount
+from topics.gate import RateLimiter, SubscriptionCount
 from topics.handlers import HandlerFailed, Reject, call_hook
 from topics.patterns import MAX_URI_LENGTH
 from topics.payloads import check_relayable
@@ -34,12 +35,17 @@ EXPLAIN_PROCEDURE = "explain.subscribe"
 NOT_AUTHORIZED = "wamp.error.not_authorized"
 NO_SUCH_PROCEDURE = "wamp.error.no_such_procedure"
 ERROR_REJECTED = "sandbar.error.rejected"
+ERROR_INVALID = "sandbar.error.invalid_argument"
 ERROR_INTERNAL = "sandbar.error.internal"
+ERROR_RATE_LIMITED = "sandbar.error.rate_limited"
 EXPIRED = "your sign-in has expired; sign in again"
 
 
 class Refused(Exception):
-    """A client's message is not taken: ``error`` (a WAMP error URI) and the reason shown."""
+    """A client's call refused: the WAMP error URI and the reason the client is given.
+
+    The service raises it as ``ApplicationError(error, reason)``; ``Reject`` from
+    ``on_publish`` passes through as itself (it is ``sandbar.error.rejected``)."""
 
     def __init__(self, error: str, reason: str) -> None:
         super().__init__(reason)
@@ -49,6 +55,14 @@ class Refused(Exception):
 def shown(uri: str, limit: int = 100) -> str:
     """``uri`` as logs and messages quote it: a long one shortened, its length said."""
     return uri if len(uri) <= limit else f"{uri[:limit]}... ({len(uri)} characters)"
+
+
+@dataclass(frozen=True)
+class Handled:
+    """A handled publish: what ``on_publish`` returned, and its publication id if published."""
+
+    payload: Any
+    publication: int | None
 
 
 @dataclass(frozen=True)
@@ -79,12 +93,16 @@ class Authorizer:
         allow_anonymous: bool = True,
         subscriptions: SubscriptionCount | None = None,
         clock: Callable[[], float] = time.time,
+        limiter: RateLimiter | None = None,
+        explain_limiter: RateLimiter | None = None,
     ) -> None:
         self.topics = topics
         self.runtime = runtime
         self.allow_anonymous = allow_anonymous
         self.subscriptions = subscriptions
         self.clock = clock
+        self.limiter = limiter or RateLimiter(10.0, 20)
+        self.explain_limiter = explain_limiter or RateLimiter(2.0, 20)
         self._denials: OrderedDict[tuple[int, str], str] = OrderedDict()
         self._remember, self._remember_bytes = remember, remember_bytes
         self.denial_bytes = 0  # what the remembered denials cost, about
@@ -132,32 +150,95 @@ class Authorizer:
         refused = f"only sessions that may subscribe to '{uri}' may send to it"
         return await self._ask(topic, hook, session, uri, params, refused)
 
-    async def handle_message(self, session: SessionInfo, uri: str, payload: Any) -> Any:
-        """A client's message to a handled topic (``session.call(uri, [payload])``): the
-        sender check, then ``on_publish``. Returns what every subscriber gets (None:
-        nothing more); raises :class:`Refused` with the error and reason for the caller."""
+    async def why(
+        self, session_id: int, uri: str, who: Callable[[int], Awaitable[SessionInfo]]
+    ) -> dict[str, Any]:
+        """``explain.subscribe``: why a subscription to ``uri`` is denied to this session."""
+        limiter = self.explain_limiter
+        if not limiter.allow(session_id):
+            raise Refused(
+                ERROR_RATE_LIMITED,
+                f"slow down: at most {limiter.rate:g} explain calls a second "
+                f"(bursts of {limiter.burst})",
+            )
+        reason = self.explain(session_id, uri)
+        if reason is not None:
+            return {"uri": uri, "allowed": False, "reason": reason}
+        decision = await self.authorize(await who(session_id), uri, "subscribe")
+        return {"uri": uri, "allowed": decision.allow, "reason": decision.reason}
+
+    async def handle_publish(
+        self,
+        caller: int,
+        uri: str,
+        args: Sequence[Any],
+        kwargs: dict[str, Any],
+        who: Callable[[int], Awaitable[SessionInfo]],
+    ) -> Handled:
+        """``session.call(topic_uri, [payload])``: the sender check and on_publish decide,
+        then everyone gets it. Raises ``Reject`` from the topic (or for a payload JSON
+        clients cannot read), or ``Refused`` for anything else."""
         found = self.topics.match(uri)
         if found is None or not found[0].handles_publish:
             raise Refused(NO_SUCH_PROCEDURE, f"no topic '{shown(uri)}' takes messages")
         topic, params = found
-        allowed = await self.may_send(session, topic, uri, params)
+        if not self.limiter.allow(caller):
+            raise Refused(
+                ERROR_RATE_LIMITED,
+                f"slow down: at most {self.limiter.rate:g} messages a second "
+                f"(bursts of {self.limiter.burst})",
+            )
+        if len(args) != 1 or kwargs:
+            raise Refused(
+                ERROR_INVALID,
+                f"call '{uri}' with exactly one argument, the "
+                "message: session.call(uri, [payload])",
+            )
+        info = await who(caller)
+        allowed = await self.may_send(info, topic, uri, params)
         if not allowed.allow:
             raise Refused(NOT_AUTHORIZED, allowed.reason or "sending refused")  # reason set by _ask
+        session = Session.bind(info, uri, self.runtime)
         hook = topic.hook("on_publish")
         assert hook is not None
-        bound = Session.bind(session, uri, self.runtime)
-        where = f"on_publish of topic '{topic.name}' for '{uri}' (session {session.id}, authid {session.authid})"
+        where = f"on_publish of topic '{topic.name}' for '{uri}' (session {info.id}, authid {info.authid})"
         try:
-            result = await call_hook(hook, bound, payload, where=where, **params)
-            if result is not None:
-                check_relayable(result)
-        except Reject as exc:
-            raise Refused(ERROR_REJECTED, exc.reason) from None
+            payload = await call_hook(hook, session, args[0], where=where, **params)
         except HandlerFailed:
             raise Refused(
                 ERROR_INTERNAL, f"internal error in topic '{topic.name}' (logged)"
             ) from None
-        return result
+        if payload is None:  # the handler sent what it wanted itself
+            return Handled(None, None)
+        check_relayable(payload)
+        if self.runtime is None:
+            raise RuntimeError(f"cannot publish to '{uri}': no runtime to send through")
+        return Handled(payload, await self.runtime.publish(uri, payload, name=topic.event_name))
+
+    async def lifecycle(
+        self,
+        hook_name: str,
+        session_id: int,
+        uri: str,
+        match: str,
+        who: Callable[[int], Awaitable[SessionInfo]],
+    ) -> None:
+        """Run ``on_subscribed`` / ``on_unsubscribe`` of the topic of ``uri``, if it has one
+        (``who`` finds the session's details, asked only when there is a hook to run)."""
+        found = self.topics.match(uri, match)  # type: ignore[arg-type]
+        if found is None:
+            return
+        topic, params = found
+        hook = topic.hook(hook_name)
+        if hook is None:
+            return
+        info = await who(session_id)
+        if info.authrole == "backend":
+            return  # presence is about clients, not the bridge peeking at a topic
+        session = Session.bind(info, uri, self.runtime)
+        where = f"{hook_name} of topic '{topic.name}' for '{uri}' (session {session_id}, authid {info.authid})"
+        with contextlib.suppress(Reject, HandlerFailed):
+            await call_hook(hook, session, where=where, **params)
 
     async def _subscribe(self, session: SessionInfo, uri: str, match: str) -> Decision:
         counted = self.subscriptions

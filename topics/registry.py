@@ -13,11 +13,15 @@ another router under a prefix, like a Flask blueprint.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
+import difflib
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar, Unpack
 
-from topics.patterns import PatternError, TopicPattern
+from sandbar.config import ConfigError
+from sandbar.imports import load_object
+from topics.patterns import Parameter, PatternError, TopicPattern
 from topics.session import Addressing, Runtime
 
 H = TypeVar("H")
@@ -28,6 +32,9 @@ HOOKS = ("on_subscribe", "on_subscribed", "on_unsubscribe", "on_publish", "can_p
 #: Namespaces that are not the app's: the router's meta API, Sandbar's backend
 #: procedures, and the public ``explain.*`` helpers.
 RESERVED = ("wamp", "sandbar", "explain")
+#: The one setting naming the topics app, read by the topics service, the API and the bridge.
+APP_VAR = "SANDBAR_TOPICS_APP"
+DEFAULT_APP = "topics.examples:topics"
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,17 @@ class Topic:
     @property
     def handles_publish(self) -> bool:
         return self.hook("on_publish") is not None
+
+    def could_match(self, parts: Sequence[str | None]) -> bool:
+        """Whether some URI of this shape (``None``: a part filled in later) is this topic's."""
+        if self.match == "prefix":
+            literal = ".".join("\0" if p is None else p for p in parts).split("\0")[0]
+            return literal.startswith(self.name) or self.name.startswith(literal)
+        if len(parts) != len(self.pattern.parts):
+            return False
+        return all(
+            _part_fits(mine, part) for mine, part in zip(self.pattern.parts, parts, strict=True)
+        )
 
 
 class TopicRouter:
@@ -156,6 +174,15 @@ class TopicRouter:
                 return topic, params
         return None
 
+    def declares(self, parts: Sequence[str | None]) -> bool:
+        """Whether a URI of this shape (``None``: any one part) can match a declared topic."""
+        return any(topic.could_match(parts) for topic in self)
+
+    def nearest(self, source: str) -> str | None:
+        """The declared pattern closest to ``source`` (for error messages)."""
+        found = difflib.get_close_matches(source, [t.name for t in self], n=1, cutoff=0)
+        return found[0] if found else None
+
     def __iter__(self) -> Iterator[Topic]:
         return iter(list(self._topics.values()))
 
@@ -183,6 +210,11 @@ class TopicRouter:
         """How many sessions are subscribed to ``uri`` now (the router's count)."""
         return await self._running().subscriber_count(uri)
 
+    @property
+    def settings(self) -> Mapping[str, Any]:
+        """The running service's settings (``api_url``, ``allow_anonymous``, …), no secrets."""
+        return self._running().settings
+
     def _running(self) -> Runtime:
         router = self
         while router._runtime is None and router._parent is not None:
@@ -196,6 +228,30 @@ class TopicRouter:
             raise RuntimeError(
                 f"cannot declare '{pattern}': {self._frozen_reason}; declare topics at import time"
             )
+
+
+def _part_fits(mine: str | Parameter, part: str | None) -> bool:
+    if part is None or mine == "":  # a placeholder, or a wildcard topic's empty part
+        return True
+    return part == mine if isinstance(mine, str) else bool(mine.regex.fullmatch(part))
+
+
+def app_spec(env: Mapping[str, str] | None = None) -> str:
+    """The topics app to serve: ``SANDBAR_TOPICS_APP``, else the shipped examples."""
+    return (os.environ if env is None else env).get(APP_VAR) or DEFAULT_APP
+
+
+def load_app(spec: str) -> TopicRouter:
+    """Import ``module:attribute`` and check it is a TopicRouter; every failure is a
+    ConfigError saying what is wrong and what to do. The current directory is importable
+    (as with ``flask run`` and uvicorn), so a project's own module needs no PYTHONPATH."""
+    router = load_object(spec, "topics app", DEFAULT_APP, lambda v: isinstance(v, TopicRouter))
+    if not isinstance(router, TopicRouter):
+        raise ConfigError(
+            f"topics app '{spec}' is a {type(router).__name__}, not a TopicRouter; "
+            "point at the TopicRouter() your topics are declared on"
+        )
+    return router
 
 
 def _compile(pattern: str, match: Match) -> TopicPattern:

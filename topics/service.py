@@ -16,12 +16,12 @@ import argparse
 import asyncio
 import contextlib
 import functools
-import importlib
 import logging
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from types import MappingProxyType
 from typing import Any, TypeVar, Unpack
 
 from autobahn.wamp.exception import ApplicationError
@@ -46,15 +46,14 @@ from topics.authorizer import (
 )
 from topics.directory import SessionDirectory
 from topics.gate import Authenticator, RateLimiter, SubscriptionCount
-from topics.handlers import HandlerFailed, Reject, call_hook
+from topics.handlers import Reject
 from topics.payloads import check_relayable
-from topics.registry import TopicRouter
-from topics.session import Addressing, Session, SessionInfo
+from topics.registry import APP_VAR, DEFAULT_APP, TopicRouter, app_spec, load_app
+from topics.session import Addressing, SessionInfo
 
 log = logging.getLogger("sandbar.topics")
 T = TypeVar("T")
 
-DEFAULT_APP = "topics.examples:topics"
 AUTHORIZE = "sandbar.authorize"
 AUTHENTICATE = "sandbar.authenticate"
 REVOKED = "sandbar.auth.revoked"
@@ -62,8 +61,6 @@ LEADER = "sandbar.topics.leader"
 LIST = "sandbar.topics.list"
 
 __all__ = ["ERROR_INTERNAL", "ERROR_REJECTED", "TopicsConfig", "TopicsService"]
-ERROR_INVALID = "sandbar.error.invalid_argument"
-ERROR_RATE_LIMITED = "sandbar.error.rate_limited"
 
 
 class TopicsConfig(StrictModel):
@@ -92,15 +89,8 @@ class TopicsConfig(StrictModel):
 
 
 def load_router(spec: str) -> TopicRouter:
-    """Import ``module:attribute`` and check it is a TopicRouter."""
-    module_name, _, attribute = spec.partition(":")
-    try:
-        router = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"app: cannot load '{spec}' ({exc})") from None
-    if not isinstance(router, TopicRouter):
-        raise ConfigError(f"app: '{spec}' is a {type(router).__name__}, not a TopicRouter")
-    return router
+    """Import ``module:attribute`` and check it is a TopicRouter (see ``load_app``)."""
+    return load_app(spec)
 
 
 def procedure_uris(topics: TopicRouter) -> dict[str, str]:
@@ -134,12 +124,17 @@ class TopicsService:
         self.topics = topics
         topics.freeze()
         self.held = SubscriptionCount(config.max_subscriptions)
-        self.authorizer = Authorizer(
-            topics, self, allow_anonymous=config.allow_anonymous, subscriptions=self.held
-        )
-        self.authenticator = Authenticator(config.api_url)
         self.limiter = RateLimiter(config.publish_rate, config.publish_burst)
         self.explain_limiter = RateLimiter(config.explain_rate, config.explain_burst)
+        self.authorizer = Authorizer(
+            topics,
+            self,
+            allow_anonymous=config.allow_anonymous,
+            subscriptions=self.held,
+            limiter=self.limiter,
+            explain_limiter=self.explain_limiter,
+        )
+        self.authenticator = Authenticator(config.api_url)
         self._expiries: dict[int, asyncio.TimerHandle] = {}  # session id → its end
         self._ending: set[asyncio.Future[None]] = set()
         self.sessions = SessionDirectory()
@@ -150,6 +145,11 @@ class TopicsService:
         self._campaign: asyncio.Task[None] | None = None
         self._registrations: list[Any] = []
         self._serving = 0  # procedure calls being handled right now
+
+    @functools.cached_property
+    def settings(self) -> Mapping[str, Any]:
+        """What topic code may read of this service's settings: all but the router login."""
+        return MappingProxyType(self.config.model_dump(exclude={"router"}))
 
     # -- sending ------------------------------------------------------------------
 
@@ -250,53 +250,24 @@ class TopicsService:
     @_counted
     async def explain(self, uri: str, details: CallDetails) -> dict[str, Any]:
         """Why a subscription to ``uri`` is denied to the caller (``None`` if it is allowed)."""
-        caller = int(details.caller or 0)
-        if not self.explain_limiter.allow(caller):
-            raise ApplicationError(
-                ERROR_RATE_LIMITED,
-                f"slow down: at most {self.config.explain_rate:g} explain calls a second "
-                f"(bursts of {self.config.explain_burst})",
-            )
-        reason = self.authorizer.explain(caller, uri)
-        if reason is not None:
-            return {"uri": uri, "allowed": False, "reason": reason}
-        decision = await self.authorizer.authorize(
-            await self.sessions.get(caller), uri, "subscribe"
-        )
-        return {"uri": uri, "allowed": decision.allow, "reason": decision.reason}
+        try:
+            return await self.authorizer.why(int(details.caller or 0), uri, self.sessions.get)
+        except Refused as exc:
+            raise ApplicationError(exc.error, exc.reason) from None
 
     @_counted
     async def handled_publish(self, *args: Any, details: CallDetails, **kwargs: Any) -> int | None:
-        """``session.call(topic_uri, [payload])``: the sender check and on_publish decide,
-        then every subscriber gets the result."""
-        uri = str(details.procedure)
-        found = self.topics.match(uri)
-        if found is None or not found[0].handles_publish:
-            raise ApplicationError(
-                ApplicationError.NO_SUCH_PROCEDURE, f"no topic '{shown(uri)}' takes messages"
-            )
-        topic = found[0]
-        caller = int(details.caller or 0)
-        if not self.limiter.allow(caller):
-            raise ApplicationError(
-                ERROR_RATE_LIMITED,
-                f"slow down: at most {self.config.publish_rate:g} messages a second "
-                f"(bursts of {self.config.publish_burst})",
-            )
-        if len(args) != 1 or kwargs:
-            raise ApplicationError(
-                ERROR_INVALID,
-                f"call '{uri}' with exactly one argument, the "
-                "message: session.call(uri, [payload])",
-            )
-        info = await self.sessions.get(caller)
+        """``session.call(topic_uri, [payload])``: on_publish decides, then everyone gets it."""
+        uri, caller = str(details.procedure), int(details.caller or 0)
         try:
-            payload = await self.authorizer.handle_message(info, uri, args[0])
+            handled = await self.authorizer.handle_publish(
+                caller, uri, args, kwargs, self.sessions.get
+            )
+        except Reject as exc:
+            raise ApplicationError(ERROR_REJECTED, exc.reason) from None
         except Refused as exc:
             raise ApplicationError(exc.error, exc.reason) from None
-        if payload is None:  # the handler sent what it wanted itself
-            return None
-        return await self.publish(uri, payload, name=topic.event_name)
+        return handled.publication
 
     def describe(self) -> list[str]:
         return [topic.name for topic in self.topics]
@@ -361,20 +332,7 @@ class TopicsService:
             if where_known is None:
                 return
         uri, match = where_known
-        found = self.topics.match(uri, match)  # type: ignore[arg-type]
-        if found is None:
-            return
-        topic, params = found
-        hook = topic.hook(hook_name)
-        if hook is None:
-            return
-        info = await self.sessions.get(session_id)
-        if info.authrole == "backend":
-            return  # presence is about clients, not the bridge peeking at a topic
-        session = Session.bind(info, uri, self)
-        where = f"{hook_name} of topic '{topic.name}' for '{uri}' (session {session_id}, authid {info.authid})"
-        with contextlib.suppress(Reject, HandlerFailed):
-            await call_hook(hook, session, where=where, **params)
+        await self.authorizer.lifecycle(hook_name, session_id, uri, match, self.sessions.get)
 
     async def _lookup_subscription(self, subscription_id: int) -> tuple[str, str] | None:
         if self.wamp is None:
@@ -488,8 +446,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="sandbar-topics", description="Sandbar topics service")
     parser.add_argument(
         "--app",
-        default=env.get("SANDBAR_TOPICS_APP", DEFAULT_APP),
-        help="the TopicRouter to serve, as module:attribute",
+        default=app_spec(env),
+        help=f"the TopicRouter to serve, as module:attribute (env {APP_VAR}; default {DEFAULT_APP})",
     )
     parser.add_argument(
         "--router-url", default=env.get("SANDBAR_ROUTER_BACKEND_URL", "rs://127.0.0.1:8081")

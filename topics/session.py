@@ -27,6 +27,11 @@ class Runtime(Protocol):
 
     async def subscriber_count(self, uri: str) -> int: ...
 
+    @property
+    def settings(self) -> Mapping[str, Any]:
+        """The service's settings topic code may read (``api_url``, …); never secrets."""
+        ...
+
 
 @dataclass(frozen=True)
 class SessionInfo:
@@ -95,6 +100,11 @@ class Session(SessionInfo):
     async def subscriber_count(self) -> int:
         """How many sessions are subscribed to this topic now (the router's count)."""
         return await self._runtime().subscriber_count(self.uri)
+
+    @property
+    def settings(self) -> Mapping[str, Any]:
+        """The topics service's settings, e.g. ``session.settings["api_url"]``."""
+        return self._runtime().settings
 
     def _runtime(self) -> Runtime:
         if self.runtime is None:
