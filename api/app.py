@@ -18,7 +18,6 @@ from api.push import Push
 from api.signals import article_created, auth_revoked, user_notified
 from bridge.client import EventSender
 from bridge.config import load_routes
-from sandbar.secrets import require_secret
 
 
 def create_app(config: ApiConfig | None = None, *, sender: EventSender | None = None) -> Flask:
@@ -46,11 +45,7 @@ def create_app(config: ApiConfig | None = None, *, sender: EventSender | None = 
     app.register_blueprint(events.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(notifications.bp)
-    secret = _secret(config.token_secret)
-    app.extensions["sandbar_tokens"] = auth.Tokens(
-        secret or require_secret("SANDBAR_API_TOKEN_SECRET", auth.DEV_TOKEN_SECRET),
-        config.token_max_age,
-    )
+    app.extensions["sandbar_tokens"] = auth.Tokens(config.signing_secret(), config.token_max_age)
     push = Push(app, engine, sender=sender, outbox=_outbox(config, engine))
     push.forward(article_created, lambda article: article)
     push.forward(user_notified, lambda notification: notification)

@@ -27,7 +27,6 @@ from api.writers import begin_write
 bp = Blueprint("auth", __name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
-DEV_TOKEN_SECRET = "sandbar-development-token-secret-not-for-production"
 #: built once: every authenticated request runs it
 _USER_BY_NAME = select(users).where(users.c.username == bindparam("username"))
 

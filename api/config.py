@@ -12,6 +12,7 @@ from pydantic import Field, SecretStr, field_validator
 from bridge.client import DEFAULT_ENDPOINT, EventSender
 from sandbar.config import StrictModel, validate_config
 from sandbar.paths import ROOT, RUN_DIR
+from sandbar.secrets import DEV_TOKEN_SECRET, TOKEN_SECRET_VAR, require_secret
 
 ENV_PREFIX = "SANDBAR_API_"
 #: read by the server (api/serve.py), not part of the app's settings
@@ -56,6 +57,12 @@ class ApiConfig(StrictModel):
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
+
+    def signing_secret(self) -> str:
+        """The token secret, refused when missing, weak or published (unless in development
+        mode): with a known secret anyone can sign tokens for any user."""
+        value = self.token_secret.get_secret_value() if self.token_secret is not None else None
+        return require_secret(TOKEN_SECRET_VAR, DEV_TOKEN_SECRET, value=value)
 
     def event_sender(self) -> EventSender:
         """The fire-and-forget sender these settings describe (endpoint and CURVE keys)."""
