@@ -44,6 +44,10 @@ class ApiConfig(StrictModel):
     #: signs tokens; required outside development mode (SANDBAR_API_TOKEN_SECRET)
     token_secret: SecretStr | None = None
     token_max_age: int = Field(12 * 3600, gt=0)
+    #: POST /notifications per sender: rate a second, bursts up to burst; each gunicorn
+    #: worker counts on its own, so a sender gets at most workers x these
+    notify_rate: float = Field(2.0, gt=0)
+    notify_burst: int = Field(20, gt=0)
     max_request_bytes: int = Field(1024 * 1024, gt=0)
     max_title_length: int = Field(200, gt=0)
     max_body_length: int = Field(100_000, gt=0)
