@@ -1,13 +1,15 @@
 """What an attacker's probe of the REST API found (issue 12: M3, L2, L4, L5, L6), each tried
 against the real API under gunicorn over HTTP: weak secrets refused at start, hostile input
 answered 400 naming the field (never 500), sign-in that takes as long for an unknown user,
-a per-sender limit on notifications."""
+a per-sender limit on notifications, and a database only its owner can read."""
 
 from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
+import stat
 import statistics
 import subprocess
 import time
@@ -356,3 +358,32 @@ def test_notifications_are_rate_limited_per_sender(tmp_path, bridge):
             timeout=5,
         ).json()["events"]
         assert len(events) == accepted + 1  # nothing refused was sent, nothing accepted lost
+
+
+# -- L6: the database is readable by its owner only ----------------------------------------
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_database_files_and_their_folder_are_private(tmp_path, bridge):
+    api = Api(tmp_path, bridge.endpoint, port=free_port())
+    folder = tmp_path / "state"
+    api.database = folder / "api.db"
+    api.proc.env["SANDBAR_API_DATABASE_URL"] = f"sqlite:///{api.database}"
+    old = os.umask(0o022)  # the usual umask, which left api.db world-readable
+    try:
+        api.start()
+    finally:
+        os.umask(old)
+    with api:
+        created = requests.post(
+            f"{api.url}/articles", headers=api.auth, json={"title": "t", "body": "b"}, timeout=5
+        )
+        assert created.status_code == 201
+        files = [api.database, *(api.database.with_name(f"api.db{s}") for s in ("-wal", "-shm"))]
+        modes = {path.name: oct(_mode(path)) for path in files}
+        print(f"\nmodes: {modes}, folder {oct(_mode(folder))}")
+        assert modes == {path.name: "0o600" for path in files}
+        assert _mode(folder) == 0o700
