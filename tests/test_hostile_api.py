@@ -104,7 +104,7 @@ def test_create_app_refuses_a_weak_token_secret_given_in_its_config(tmp_path):
         create_app(config)
 
 
-def test_development_mode_still_accepts_the_built_in_secrets(monkeypatch):
+def test_development_mode_still_accepts_the_built_in_secrets():
     from sandbar.secrets import DEV_SECRET, ensure_backend_secret, require_secret, weakness
 
     env = {"SANDBAR_DEV": "1"}
