@@ -22,7 +22,6 @@ from bridge.client import EventSender
 from bridge.config import load_routes
 from sandbar.config import ConfigError
 from sandbar.imports import load_object
-from sandbar.secrets import require_secret
 from topics.registry import load_app
 
 DEFAULT_FACTORY = "api.app:create_app"
@@ -53,11 +52,7 @@ def create_app(config: ApiConfig | None = None, *, sender: EventSender | None = 
     app.register_blueprint(events.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(notifications.bp)
-    secret = _secret(config.token_secret)
-    app.extensions["sandbar_tokens"] = auth.Tokens(
-        secret or require_secret("SANDBAR_API_TOKEN_SECRET", auth.DEV_TOKEN_SECRET),
-        config.token_max_age,
-    )
+    app.extensions["sandbar_tokens"] = auth.Tokens(config.signing_secret(), config.token_max_age)
     push = Push(app, engine, sender=sender, outbox=_outbox(config, engine))
     push.forward(article_created, lambda article: article)
     push.forward(user_notified, lambda notification: notification)

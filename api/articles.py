@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, current_app
 from sqlalchemy import Row, insert, select
 
 from api.auth import login_required
 from api.db import articles
-from api.errors import ApiError, invalid, required_text
+from api.errors import MAX_INTEGER, ApiError, invalid, json_object, query_int, required_text
 from api.push import transaction
 from api.signals import article_created
 
@@ -27,22 +27,11 @@ def _as_dict(row: Row[Any]) -> dict[str, Any]:
     return article
 
 
-def _json_object() -> dict[str, Any]:
-    data = request.get_json(silent=True)
-    if data is None:
-        raise ApiError(
-            400, "invalid_json", "request body must be JSON with Content-Type: application/json"
-        )
-    if not isinstance(data, dict):
-        raise ApiError(400, "invalid_json", "request body must be a JSON object")
-    return data
-
-
 @bp.post("/articles")
 @login_required
 def create_article() -> tuple[dict[str, Any], int, dict[str, str]]:
     settings = current_app.config["SANDBAR"]
-    data = _json_object()
+    data = json_object('{"title": ..., "body": ...}')
     title = required_text(data, "title", settings.max_title_length).strip()
     body = required_text(data, "body", settings.max_body_length)
     unknown = sorted(set(data) - {"title", "body"})
@@ -60,9 +49,7 @@ def create_article() -> tuple[dict[str, Any], int, dict[str, str]]:
 
 @bp.get("/articles")
 def list_articles() -> dict[str, Any]:
-    limit = request.args.get("limit", default=50, type=int)
-    if limit is None or not 1 <= limit <= 500:
-        raise invalid("limit", "must be an integer from 1 to 500")
+    limit = query_int("limit", 50, 500, "must be an integer from 1 to 500", low=1)
     with current_app.extensions["sandbar_db"].connect() as conn:
         rows = conn.execute(select(articles).order_by(articles.c.id.desc()).limit(limit))
         return {"articles": [_as_dict(row) for row in rows]}
@@ -70,6 +57,8 @@ def list_articles() -> dict[str, Any]:
 
 @bp.get("/articles/<int:article_id>")
 def get_article(article_id: int) -> dict[str, Any]:
+    if article_id > MAX_INTEGER:
+        raise invalid("id", f"must be an article id, at most {MAX_INTEGER}")
     with current_app.extensions["sandbar_db"].connect() as conn:
         row = conn.execute(select(articles).where(articles.c.id == article_id)).one_or_none()
     if row is None:

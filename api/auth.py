@@ -10,24 +10,24 @@ service ends the user's live WAMP sessions.
 from __future__ import annotations
 
 import functools
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from flask import Blueprint, current_app, g, request
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from sqlalchemy import Connection, Engine, bindparam, insert, select, update
+from sqlalchemy import Connection, Engine, Row, bindparam, insert, select, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from api.db import users
-from api.errors import ApiError, invalid
+from api.errors import ApiError, invalid, json_object, required_string
 from api.signals import auth_revoked
 from api.writers import begin_write
 
 bp = Blueprint("auth", __name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
-DEV_TOKEN_SECRET = "sandbar-development-token-secret-not-for-production"
 #: built once: every authenticated request runs it
 _USER_BY_NAME = select(users).where(users.c.username == bindparam("username"))
 
@@ -36,6 +36,7 @@ _USER_BY_NAME = select(users).where(users.c.username == bindparam("username"))
 class User:
     username: str
     role: str
+    account_id: int
 
     def as_dict(self) -> dict[str, Any]:
         return {"user": self.username, "role": self.role, "extra": {"user": self.username}}
@@ -67,7 +68,7 @@ class Tokens:
             raise TokenError("account_disabled", "this account is disabled")
         if row.token_version != claims.get("v"):
             raise TokenError("token_revoked", "you signed out; sign in again")
-        return User(row.username, row.role)
+        return User(row.username, row.role, row.id)
 
     def expires_at(self, token: str) -> int:
         """When a valid ``token`` expires (unix seconds)."""
@@ -78,13 +79,17 @@ class Tokens:
 # -- user store -----------------------------------------------------------------------
 
 
+USERNAME_RULE = "1-64 letters, digits, '-' or '_'"
+
+
+def is_username(name: str) -> bool:
+    """Whether ``name`` can name an account (and so be one part of ``user.<name>``)."""
+    return 0 < len(name) <= 64 and name.replace("-", "").replace("_", "").isalnum()
+
+
 def add_user(engine: Engine, username: str, password: str, role: str = "user") -> None:
-    if (
-        not username
-        or len(username) > 64
-        or not username.replace("-", "").replace("_", "").isalnum()
-    ):
-        raise ValueError("a username is 1-64 letters, digits, '-' or '_'")
+    if not is_username(username):
+        raise ValueError(f"a username is {USERNAME_RULE}")
     if len(password) < 8:
         raise ValueError("a password needs at least 8 characters")
     with begin_write(engine) as conn:
@@ -97,6 +102,26 @@ def add_user(engine: Engine, username: str, password: str, role: str = "user") -
                 token_version=1,
             )
         )
+
+
+@functools.cache
+def _unknown_user_hash() -> str:
+    """A hash of a password nobody knows, made with the current method and cost."""
+    return generate_password_hash(secrets.token_urlsafe(32))
+
+
+@bp.record_once
+def _hash_ahead(_state: Any) -> None:
+    """Made while the app is built: else the first unknown user would take twice as long."""
+    _unknown_user_hash()
+
+
+def password_matches(row: Row[Any] | None, password: str) -> bool:
+    """Whether ``password`` signs ``row``'s account in. Always one hash, for unknown and
+    disabled accounts too, so the time taken does not tell which usernames exist."""
+    stored = row.password_hash if row is not None else _unknown_user_hash()
+    matches = check_password_hash(stored, password)
+    return matches and row is not None and not row.disabled
 
 
 def revoke(conn: Connection, username: str, *, disable: bool | None = None) -> bool:
@@ -150,16 +175,14 @@ def login_required(view: F) -> F:
 
 @bp.post("/auth/token")
 def sign_in() -> dict[str, Any]:
-    data = request.get_json(silent=True)
-    if not isinstance(data, dict):
-        raise ApiError(400, "invalid_json", 'send JSON: {"username": ..., "password": ...}')
-    username, password = data.get("username"), data.get("password")
+    data = json_object('{"username": ..., "password": ...}')
+    username, password = (required_string(data, field) for field in ("username", "password"))
     for field, value in (("username", username), ("password", password)):
-        if not isinstance(value, str) or not value:
+        if not value:
             raise invalid(field, "is required")
     with current_app.extensions["sandbar_db"].connect() as conn:
         row = conn.execute(_USER_BY_NAME, {"username": username}).one_or_none()
-    if row is None or row.disabled or not check_password_hash(row.password_hash, str(password)):
+    if not password_matches(row, password):
         raise ApiError(401, "bad_credentials", "wrong username or password")
     tokens = _tokens()
     return {

@@ -13,6 +13,7 @@ from bridge.client import DEFAULT_ENDPOINT, EventSender
 from bridge.keys import find_sender_keys
 from sandbar.config import ConfigError, StrictModel, validate_config
 from sandbar.paths import ROOT, RUN_DIR
+from sandbar.secrets import DEV_TOKEN_SECRET, TOKEN_SECRET_VAR, require_secret
 from topics.registry import app_spec
 
 ENV_PREFIX = "SANDBAR_API_"
@@ -55,6 +56,10 @@ class ApiConfig(StrictModel):
     #: signs tokens; required outside development mode (SANDBAR_API_TOKEN_SECRET)
     token_secret: SecretStr | None = None
     token_max_age: int = Field(12 * 3600, gt=0)
+    #: POST /notifications per sender: rate a second, bursts up to burst; each gunicorn
+    #: worker counts on its own, so a sender gets at most workers x these
+    notify_rate: float = Field(2.0, gt=0)
+    notify_burst: int = Field(20, gt=0)
     max_request_bytes: int = Field(1024 * 1024, gt=0)
     max_title_length: int = Field(200, gt=0)
     max_body_length: int = Field(100_000, gt=0)
@@ -88,6 +93,12 @@ class ApiConfig(StrictModel):
         if isinstance(value, str):
             return [origin.strip() for origin in value.split(",") if origin.strip()]
         return value
+
+    def signing_secret(self) -> str:
+        """The token secret, refused when missing, weak or published (unless in development
+        mode): with a known secret anyone can sign tokens for any user."""
+        value = self.token_secret.get_secret_value() if self.token_secret is not None else None
+        return require_secret(TOKEN_SECRET_VAR, DEV_TOKEN_SECRET, value=value)
 
     def event_sender(self) -> EventSender:
         """The fire-and-forget sender these settings describe (endpoint and CURVE keys)."""

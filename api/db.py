@@ -6,6 +6,8 @@ Only portable SQL is used here, so pointing ``database_url`` at PostgreSQL
 
 from __future__ import annotations
 
+import contextlib
+import os
 import uuid
 from pathlib import Path
 from typing import Any
@@ -152,8 +154,10 @@ def make_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database
         on_disk = Path(database) if database and database != ":memory:" else None
-        if on_disk is not None:
-            on_disk.parent.mkdir(parents=True, exist_ok=True)
+        if on_disk is not None:  # owner only: SQLite gives -wal and -shm the file's mode
+            on_disk.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            with contextlib.suppress(FileExistsError):
+                os.close(os.open(on_disk, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         engine = create_engine(url)
         event.listen(engine, "connect", _tune_sqlite)
         if on_disk is not None:

@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
+
+#: the largest integer the databases store (BIGINT): no id or seq is larger
+MAX_INTEGER = 2**63 - 1
+_DIGITS = re.compile(r"[0-9]{1,30}")
 
 
 class ApiError(Exception):
     """An error with an HTTP status, a stable code and a message for people."""
 
-    def __init__(self, status: int, code: str, message: str, field: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        field: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.field = status, code, message, field
+        self.headers = headers or {}
 
     def body(self) -> dict[str, Any]:
         error: dict[str, Any] = {"code": self.code, "message": self.message}
@@ -26,13 +39,42 @@ def invalid(field: str, message: str) -> ApiError:
     return ApiError(400, "invalid_field", f"{field}: {message}", field=field)
 
 
-def required_text(data: dict[str, Any], field: str, max_length: int) -> str:
-    """``data[field]`` as non-blank text a subscriber can receive, or a 400 naming it."""
+def json_object(example: str) -> dict[str, Any]:
+    """The request body as a JSON object, or a 400 saying what to send, e.g. ``example``."""
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:  # the decoder's depth limit (~1000): a refusal, not a 500
+        raise ApiError(
+            400, "invalid_json", f"request body is nested too deeply; send {example}"
+        ) from None
+    if data is None:
+        raise ApiError(
+            400,
+            "invalid_json",
+            f"request body must be JSON with Content-Type: application/json, e.g. {example}",
+        )
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_json", f"request body must be a JSON object, e.g. {example}")
+    return data
+
+
+def required_string(data: dict[str, Any], field: str) -> str:
+    """``data[field]`` as a string that can be stored and sent as UTF-8, or a 400 naming it."""
     value = data.get(field)
     if value is None:
         raise invalid(field, "is required")
     if not isinstance(value, str):
         raise invalid(field, f"must be a string, not {type(value).__name__}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # JSON allows "\ud800"; UTF-8, SQL drivers and WAMP do not
+        raise invalid(field, "must be valid Unicode: no lone surrogates such as \\ud800") from None
+    return value
+
+
+def required_text(data: dict[str, Any], field: str, max_length: int) -> str:
+    """``data[field]`` as non-blank text a subscriber can receive, or a 400 naming it."""
+    value = required_string(data, field)
     if not value.strip():
         raise invalid(field, "must not be empty")
     if "\x00" in value:
@@ -44,8 +86,20 @@ def required_text(data: dict[str, Any], field: str, max_length: int) -> str:
     return value
 
 
-def _api_error(exc: ApiError) -> tuple[Response, int]:
-    return jsonify(exc.body()), exc.status
+def query_int(name: str, default: int, high: int, hint: str, low: int = 0) -> int:
+    """Query parameter ``name``: digits for an integer from ``low`` to ``high`` (a 400 saying
+    ``hint`` otherwise). Werkzeug's ``type=int`` would use the default for ``?limit=abc``
+    and let integers through that no database column holds."""
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not _DIGITS.fullmatch(raw) or not low <= int(raw) <= high:
+        raise invalid(name, hint)
+    return int(raw)
+
+
+def _api_error(exc: ApiError) -> tuple[Response, int, dict[str, str]]:
+    return jsonify(exc.body()), exc.status, exc.headers
 
 
 def _http_error(exc: HTTPException) -> tuple[Response, int]:

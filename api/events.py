@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from api.auth import current_user
 from api.db import outbox
-from api.errors import ApiError, invalid
+from api.errors import MAX_INTEGER, ApiError, invalid, query_int
 from topics.authorizer import Authorizer
 from topics.service import load_router
 from topics.session import SessionInfo
@@ -66,12 +66,14 @@ def catch_up() -> dict[str, Any]:
     topic = request.args.get("topic", "")
     if not topic:
         raise invalid("topic", "is required, e.g. /events?topic=articles&after=0")
-    after = request.args.get("after", default=0, type=int)
-    if after is None or after < 0:
-        raise invalid("after", "must be a sequence number (0 for the oldest kept)")
-    limit = request.args.get("limit", default=100, type=int)
-    if limit is None or not 1 <= limit <= settings.max_catch_up:
-        raise invalid("limit", f"must be an integer from 1 to {settings.max_catch_up}")
+    after = query_int(
+        "after",
+        0,
+        MAX_INTEGER,
+        f"must be a sequence number from 0 (the oldest kept) to {MAX_INTEGER}",
+    )
+    top = settings.max_catch_up
+    limit = query_int("limit", 100, top, f"must be an integer from 1 to {top}", low=1)
     reader = _reader()
     _check_may_read(reader, topic)
     with current_app.extensions["sandbar_db"].connect() as conn:

@@ -11,13 +11,11 @@ from gunicorn.app.base import BaseApplication
 from pydantic import Field
 
 from api.app import DEFAULT_FACTORY, check_routes, load_factory
-from api.auth import DEV_TOKEN_SECRET
 from api.config import ApiConfig
 from api.db import create_schema, make_engine
 from sandbar.config import ConfigError, StrictModel
 from sandbar.heap import freeze_startup_heap
 from sandbar.logs import setup_logging
-from sandbar.secrets import require_secret
 from topics.registry import load_app
 
 
@@ -92,8 +90,7 @@ def main(argv: list[str] | None = None) -> None:
         config = ServeConfig(**vars(args), api=api)
         load_app(api.topics_app)  # one line here, not a traceback from every worker
         load_factory(config.app)
-        if api.token_secret is None:  # fail here, once, not in every worker
-            require_secret("SANDBAR_API_TOKEN_SECRET", DEV_TOKEN_SECRET)
+        api.signing_secret()  # fail here, once, not in every worker
     except (ConfigError, ValueError) as exc:
         print(f"sandbar-api: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -40,7 +40,7 @@ def test_malformed_json_and_wrong_content_type(api):
     assert form.status_code == 400
     assert "Content-Type: application/json" in form.json()["error"]["message"]
     array = requests.post(f"{api.url}/articles", headers=api.auth, json=[1], timeout=5)
-    assert array.json()["error"]["message"] == "request body must be a JSON object"
+    assert array.json()["error"]["message"].startswith("request body must be a JSON object")
 
 
 def test_oversized_request_is_413_json(api):

@@ -11,7 +11,7 @@ from api.app import create_app
 from api.config import ApiConfig
 from bridge.config import RoutesConfig, validate_config
 from sandbar.config import ConfigError
-from tests.support.procs import BIN, SHIPPED_BRIDGE_CONFIG, base_env, free_port
+from tests.support.procs import BIN, SHIPPED_BRIDGE_CONFIG, TOKEN_SECRET, base_env, free_port
 from topics import TopicRouter
 from topics.registry import load_app
 
@@ -53,7 +53,7 @@ def test_create_app_refuses_a_forwarded_event_without_a_route(tmp_path):
         database_url=f"sqlite:///{tmp_path / 'api.db'}",
         routes_config=routes,
         delivery="fire_and_forget",
-        token_secret="t" * 32,
+        token_secret=TOKEN_SECRET,
     )
     with pytest.raises(ConfigError) as refused:
         create_app(config)
