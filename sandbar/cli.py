@@ -18,7 +18,6 @@ from sandbar.health import bridge_ready, http_ready, topics_ready
 from sandbar.logs import setup_logging
 from sandbar.paths import ROOT, RUN_DIR
 from sandbar.secrets import DEV_VAR, ensure_backend_secret
-from sandbar.service import run_until_signalled
 from sandbar.supervisor import Service, Supervisor
 from sandbar.wamp import RouterConnection
 
@@ -37,6 +36,8 @@ class UpConfig(StrictModel):
     run_dir: Path = RUN_DIR
     bridge_config: Path = ROOT / "config" / "bridge.yaml"
     ready_timeout: float = Field(60.0, gt=0)
+    #: a service whose health check fails this long is restarted
+    unhealthy_after: float = Field(30.0, gt=0)
 
     @property
     def backend_url(self) -> str:
@@ -119,8 +120,7 @@ def up(config: UpConfig) -> int:
     os.environ.setdefault(DEV_VAR, "1")
     os.environ.setdefault("SANDBAR_ROUTER_LOG_LEVEL", "warn")  # crossbar's info is per-session
     secret = ensure_backend_secret()
-    supervisor = Supervisor(build_services(config, secret))
-    exit_code = 0
+    supervisor = Supervisor(build_services(config, secret), unhealthy_after=config.unhealthy_after)
 
     def announce() -> None:
         demo = _ensure_demo_user(config)
@@ -137,14 +137,7 @@ def up(config: UpConfig) -> int:
             "ready %s", json.dumps({"router_port": config.router_port, "api_port": config.api_port})
         )
 
-    async def main(stop: asyncio.Event) -> None:
-        nonlocal exit_code
-        exit_code = await supervisor.run(
-            stop, ready_timeout=config.ready_timeout, on_ready=announce
-        )
-
-    run_until_signalled(main)
-    return exit_code
+    return supervisor.serve(ready_timeout=config.ready_timeout, on_ready=announce)
 
 
 def health(service: str, url: str | None) -> int:
@@ -186,6 +179,7 @@ def main(argv: list[str] | None = None) -> None:
         "run_dir",
         "bridge_config",
         "ready_timeout",
+        "unhealthy_after",
     ):
         default = getattr(defaults, name)
         run_parser.add_argument(
