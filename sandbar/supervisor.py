@@ -32,6 +32,7 @@ COLOURS = ["36", "33", "35", "32", "34", "31"]
 #: a line longer than this is shown cut, with how much was cut
 LINE_LIMIT = 16 * 1024
 CHUNK = 64 * 1024
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 #: what is left of the grace once a second Ctrl-C hurries the stop
 HURRIED_GRACE = 1.0
 #: one health check that takes longer than this has failed
@@ -61,7 +62,7 @@ class Supervisor:
         services: list[Service],
         *,
         stop_timeout: float = 10.0,
-        health_interval: float = 5.0,
+        health_interval: float = 10.0,
         unhealthy_after: float = 30.0,
     ) -> None:
         self.services = services
@@ -200,11 +201,15 @@ class Supervisor:
         async def main() -> int:
             loop = asyncio.get_running_loop()
             stop = asyncio.Event()
-            for signum in (signal.SIGTERM, signal.SIGINT):
+            for signum in STOP_SIGNALS:
                 loop.add_signal_handler(signum, self._on_signal, signum, stop)
             return await self.run(stop, ready_timeout=ready_timeout, on_ready=on_ready)
 
-        return asyncio.run(main())
+        try:
+            return asyncio.run(main())
+        finally:  # everything is stopped: a signal now must not turn the exit into a crash
+            for signum in STOP_SIGNALS:
+                signal.signal(signum, signal.SIG_IGN)
 
     def _on_signal(self, signum: int, stop: asyncio.Event) -> None:
         name = signal.Signals(signum).name
