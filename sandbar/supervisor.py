@@ -218,11 +218,11 @@ class Supervisor:
             stop.set()
         elif signum == signal.SIGINT and not self._hurried:
             log.warning("received %s again: killing what is left in %.0fs", name, HURRIED_GRACE)
-            self.hurry()
+            self._hurry()
         else:
             log.info("received %s again: already stopping", name)
 
-    def hurry(self) -> None:
+    def _hurry(self) -> None:
         """Cut the stop's grace to ``HURRIED_GRACE``: then SIGKILL every group."""
         self._stopping = self._hurried = True
         asyncio.get_running_loop().call_later(HURRIED_GRACE, self._kill_all)
