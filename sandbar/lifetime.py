@@ -46,7 +46,10 @@ def main() -> None:
         raise SystemExit("usage: python -m sandbar.lifetime PARENT_PID PROGRAM [ARGS...]")
     die_with_parent(int(sys.argv[1]))
     program = sys.argv[2:]
-    os.execv(program[0], program)
+    try:
+        os.execv(program[0], program)
+    except OSError as exc:
+        raise SystemExit(f"cannot run {program[0]}: {exc.strerror}") from None
 
 
 if __name__ == "__main__":
