@@ -15,6 +15,7 @@ from api.config import ApiConfig
 from api.db import create_schema, make_engine
 from sandbar.config import ConfigError, StrictModel
 from sandbar.heap import freeze_startup_heap
+from sandbar.lifetime import die_with_parent
 from sandbar.logs import setup_logging
 from topics.registry import load_app
 
@@ -47,6 +48,10 @@ class _Gunicorn(BaseApplication):
             "proc_name": "sandbar-api",
             # each worker has just built its app: keep that out of full GC passes
             "post_worker_init": lambda worker: freeze_startup_heap(),
+            # a worker outlives a SIGKILLed master otherwise, holding the port
+            "post_fork": lambda arbiter, worker: die_with_parent(worker.ppid),
+            # gunicornc's socket is one path per user, shared by every stack: unused here
+            "control_socket_disable": True,
         }
         for key, value in settings.items():
             self.cfg.set(key, value)

@@ -19,7 +19,6 @@ from sandbar.health import bridge_ready, http_ready, topics_ready
 from sandbar.logs import setup_logging
 from sandbar.paths import ROOT, RUN_DIR
 from sandbar.secrets import DEV_VAR, ensure_backend_secret
-from sandbar.service import run_until_signalled
 from sandbar.supervisor import Service, Supervisor
 from sandbar.wamp import RouterConnection
 from topics.registry import APP_VAR, app_spec, load_app
@@ -45,6 +44,8 @@ class UpConfig(StrictModel):
     api_app: str = Field(
         default_factory=lambda: os.environ.get("SANDBAR_API_APP", "api.app:create_app")
     )
+    #: a service whose health check fails this long is restarted
+    unhealthy_after: float = Field(30.0, gt=0)
 
     @property
     def backend_url(self) -> str:
@@ -135,8 +136,7 @@ def up(config: UpConfig) -> int:
     secret = ensure_backend_secret()
     ensure_stack_keys(config.run_dir / "curve")
     load_app(config.topics_app)  # a wrong module:attribute fails here, once, not in each service
-    supervisor = Supervisor(build_services(config, secret))
-    exit_code = 0
+    supervisor = Supervisor(build_services(config, secret), unhealthy_after=config.unhealthy_after)
 
     def announce() -> None:
         demo = _ensure_demo_user(config)
@@ -154,14 +154,7 @@ def up(config: UpConfig) -> int:
             "ready %s", json.dumps({"router_port": config.router_port, "api_port": config.api_port})
         )
 
-    async def main(stop: asyncio.Event) -> None:
-        nonlocal exit_code
-        exit_code = await supervisor.run(
-            stop, ready_timeout=config.ready_timeout, on_ready=announce
-        )
-
-    run_until_signalled(main)
-    return exit_code
+    return supervisor.serve(ready_timeout=config.ready_timeout, on_ready=announce)
 
 
 def health(service: str, url: str | None) -> int:
@@ -205,6 +198,7 @@ def main(argv: list[str] | None = None) -> None:
         "ready_timeout",
         "topics_app",
         "api_app",
+        "unhealthy_after",
     ):
         default = getattr(defaults, name)
         run_parser.add_argument(

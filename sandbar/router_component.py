@@ -12,14 +12,19 @@ from pydantic import Field
 
 from sandbar.config import StrictModel, validate_config
 from sandbar.heap import freeze_startup_heap
+from sandbar.lifetime import die_with_parent
 from sandbar.nesting import DEFAULT_MAX_DEPTH
 from sandbar.router_guard import bound_recursion, hide_router_details, limit_nesting
 
 
 class HeapKeeper(ApplicationSession):
-    """Freezes the router worker's start-up heap (sandbar/heap.py) once the realm is up."""
+    """Freezes the router worker's start-up heap (sandbar/heap.py) once the realm is up,
+    and has the worker die with the router's controller (sandbar/lifetime.py)."""
 
     def onJoin(self, details: Any) -> None:
+        # Crossbar's worker leaves when its pipe to the controller closes, but not while
+        # its reactor is blocked: the kernel ends it with a SIGKILLed controller.
+        die_with_parent()
         frozen = freeze_startup_heap()
         self.log.info("froze {frozen} start-up objects out of the collector's reach", frozen=frozen)
 

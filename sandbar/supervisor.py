@@ -5,7 +5,9 @@ one process exits, which is the opposite of what we want; supervisord and
 circus are daemons with their own config files and control sockets. Here each
 service runs in its own process group, its output is prefixed with its name,
 a crash is restarted with capped exponential backoff while the others keep
-running, and stopping signals and reaps every group, so nothing is orphaned.
+running, a service that stays unhealthy is restarted too, and stopping
+signals and reaps every group, so nothing is orphaned. Every service also
+dies with the supervisor (``sandbar/lifetime.py``), even if it is SIGKILLed.
 """
 
 from __future__ import annotations
@@ -17,14 +19,24 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+
+from sandbar.lifetime import wrap
 
 log = logging.getLogger("sandbar.up")
 
 ReadyCheck = Callable[[], Awaitable[bool]]
 
 COLOURS = ["36", "33", "35", "32", "34", "31"]
+#: a line longer than this is shown cut, with how much was cut
+LINE_LIMIT = 16 * 1024
+CHUNK = 64 * 1024
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+#: what is left of the grace once a second Ctrl-C hurries the stop
+HURRIED_GRACE = 1.0
+#: one health check that takes longer than this has failed
+CHECK_TIMEOUT = 5.0
 
 
 @dataclass
@@ -40,15 +52,27 @@ class Service:
     stable_after: float = 30.0
     process: asyncio.subprocess.Process | None = None
     restarts: int = 0
+    #: when its check last passed (or it was started): the unhealthy clock
+    healthy_at: float = 0.0
 
 
 class Supervisor:
-    def __init__(self, services: list[Service], *, stop_timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        services: list[Service],
+        *,
+        stop_timeout: float = 10.0,
+        health_interval: float = 10.0,
+        unhealthy_after: float = 30.0,
+    ) -> None:
         self.services = services
         self.stop_timeout = stop_timeout
+        self.health_interval = health_interval
+        self.unhealthy_after = unhealthy_after
         self._width = max(len(s.name) for s in services)
         self._tty = sys.stdout.isatty()
         self._stopping = False
+        self._hurried = False
 
     # -- output -------------------------------------------------------------
 
@@ -57,17 +81,18 @@ class Supervisor:
         return f"\033[{COLOURS[index % len(COLOURS)]}m{label}\033[0m" if self._tty else label
 
     async def _relay(self, index: int, service: Service, stream: asyncio.StreamReader) -> None:
+        """Copy a service's output to ours until it closes: if this stopped, the service
+        would block as soon as its pipe is full, so no line and no write error ends it."""
         prefix = self._prefix(index, service.name)
-        while line := await stream.readline():
-            sys.stdout.write(f"{prefix} {line.decode(errors='replace').rstrip()}\n")
-            sys.stdout.flush()
+        async for line in _lines(stream, LINE_LIMIT):
+            _write(f"{prefix} {line}\n")
 
     # -- one service ----------------------------------------------------------
 
     async def _spawn(self, index: int, service: Service) -> asyncio.Task[None]:
         env = {**os.environ, **service.env, "PYTHONUNBUFFERED": "1"}
         process = await asyncio.create_subprocess_exec(
-            *service.argv,
+            *wrap(service.argv),  # dies with us, even if we are SIGKILLed
             env=env,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
@@ -75,6 +100,7 @@ class Supervisor:
             start_new_session=True,  # its own process group: we can signal all its children
         )
         service.process = process
+        service.healthy_at = time.monotonic()
         assert process.stdout is not None
         log.info("started %s (pid %d)", service.name, process.pid)
         return asyncio.ensure_future(self._relay(index, service, process.stdout))
@@ -107,6 +133,8 @@ class Supervisor:
             if self._stopping:
                 return
             relay = await self._spawn(index, service)
+            if self._stopping:  # the stop began while it was being started
+                _signal_group(service.process.pid, signal.SIGKILL)
 
     async def wait_ready(self, service: Service, timeout: float) -> None:
         if service.ready is None:
@@ -120,7 +148,89 @@ class Supervisor:
             await asyncio.sleep(0.2)
         raise TimeoutError(f"{service.name} was not ready after {timeout:.0f}s; see its log above")
 
+    # -- health -------------------------------------------------------------------
+
+    async def _watch_health(self) -> None:
+        """Restart a service whose check has failed for ``unhealthy_after`` seconds.
+
+        A hung service (blocked, deadlocked, stopped) does not exit, so only its check
+        tells. Checks go in start order and a round ends at the first failure: a service
+        whose dependency (an earlier service) is down is not blamed, its clock restarts.
+        """
+        while True:
+            await asyncio.sleep(self.health_interval)
+            failing: Service | None = None
+            for service in self.services:
+                if failing is not None or await _passes(service):
+                    service.healthy_at = time.monotonic()  # healthy, or not to blame
+                else:
+                    failing = service
+            if failing is not None:
+                unhealthy = time.monotonic() - failing.healthy_at
+                if unhealthy >= self.unhealthy_after:
+                    await self._restart(failing, unhealthy)
+
+    async def _restart(self, service: Service, unhealthy: float) -> None:
+        """Stop a running but unhealthy service; ``_keep_running`` starts it again."""
+        process = service.process
+        if process is None or process.returncode is not None or self._stopping:
+            return  # crashed: already being restarted
+        log.warning(
+            "%s has failed its health check for %.0fs: restarting it", service.name, unhealthy
+        )
+        _signal_group(process.pid, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(process.wait(), self.stop_timeout)
+        except TimeoutError:
+            _signal_group(process.pid, signal.SIGKILL)
+
     # -- the whole stack ----------------------------------------------------------
+
+    def serve(
+        self, *, ready_timeout: float = 60.0, on_ready: Callable[[], None] | None = None
+    ) -> int:
+        """``run`` until SIGTERM or SIGINT; returns the exit code.
+
+        The supervisor survives any number of further signals, since dying half-way
+        through a stop would orphan the services not yet stopped. A repeated SIGTERM is
+        the same request (GNU make forwards the SIGTERM its process group got, so under
+        ``make up`` one ``kill -- -PGID`` arrives twice); a SIGINT while stopping is a
+        second Ctrl-C, which hurries the stop.
+        """
+
+        async def main() -> int:
+            loop = asyncio.get_running_loop()
+            stop = asyncio.Event()
+            for signum in STOP_SIGNALS:
+                loop.add_signal_handler(signum, self._on_signal, signum, stop)
+            return await self.run(stop, ready_timeout=ready_timeout, on_ready=on_ready)
+
+        try:
+            return asyncio.run(main())
+        finally:  # everything is stopped: a signal now must not turn the exit into a crash
+            for signum in STOP_SIGNALS:
+                signal.signal(signum, signal.SIG_IGN)
+
+    def _on_signal(self, signum: int, stop: asyncio.Event) -> None:
+        name = signal.Signals(signum).name
+        if not stop.is_set():
+            log.info("received %s, stopping every service", name)
+            stop.set()
+        elif signum == signal.SIGINT and not self._hurried:
+            log.warning("received %s again: killing what is left in %.0fs", name, HURRIED_GRACE)
+            self._hurry()
+        else:
+            log.info("received %s again: already stopping", name)
+
+    def _hurry(self) -> None:
+        """Cut the stop's grace to ``HURRIED_GRACE``: then SIGKILL every group."""
+        self._stopping = self._hurried = True
+        asyncio.get_running_loop().call_later(HURRIED_GRACE, self._kill_all)
+
+    def _kill_all(self) -> None:
+        for service in self.services:
+            if service.process is not None:
+                _signal_group(service.process.pid, signal.SIGKILL)
 
     async def run(
         self,
@@ -131,6 +241,7 @@ class Supervisor:
     ) -> int:
         """Start services in order (each after the previous is ready), supervise until ``stop``."""
         watchers: list[asyncio.Task[None]] = []
+        health: asyncio.Task[None] | None = None
         stopper = asyncio.ensure_future(stop.wait())
         try:
             for index, service in enumerate(self.services):
@@ -144,30 +255,36 @@ class Supervisor:
                 starting.result()
             if on_ready is not None:
                 on_ready()
+            health = asyncio.ensure_future(self._watch_health())
             await stopper
             return 0
         except TimeoutError as exc:
             log.error("%s", exc)
             return 1
         finally:
+            if health is not None:
+                health.cancel()
             await self.stop_all()
             for watcher in watchers:
                 watcher.cancel()
             await asyncio.gather(*watchers, return_exceptions=True)
 
     async def stop_all(self) -> None:
-        """SIGTERM every process group (in reverse start order), then SIGKILL stragglers."""
+        """SIGTERM every process group (in reverse start order), SIGKILL what is left
+        after ``stop_timeout`` (sooner if hurried), then reap every group."""
         self._stopping = True
         running = [s for s in reversed(self.services) if s.process and s.process.returncode is None]
         for service in running:
             assert service.process is not None
             _signal_group(service.process.pid, signal.SIGTERM)
-        for service in running:
-            assert service.process is not None
-            try:
-                await asyncio.wait_for(service.process.wait(), self.stop_timeout)
-            except TimeoutError:
-                log.warning("%s did not stop in %.0fs: killing it", service.name, self.stop_timeout)
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(*(s.process.wait() for s in running if s.process)),
+                self.stop_timeout,
+            )
+        except TimeoutError:
+            late = ", ".join(s.name for s in running if s.process and s.process.returncode is None)
+            log.warning("%s did not stop in %.0fs: killing it", late, self.stop_timeout)
         for service in self.services:
             if service.process is not None:
                 # The leader may be gone while its children (crossbar workers,
@@ -176,6 +293,52 @@ class Supervisor:
                 with contextlib.suppress(ProcessLookupError):
                     await service.process.wait()
         log.info("all services stopped")
+
+
+async def _passes(service: Service) -> bool:
+    if service.ready is None:
+        return True
+    if service.process is None or service.process.returncode is not None:
+        return False
+    try:
+        return bool(await asyncio.wait_for(service.ready(), CHECK_TIMEOUT))
+    except Exception:
+        return False
+
+
+async def _lines(stream: asyncio.StreamReader, limit: int) -> AsyncIterator[str]:
+    """Each line of ``stream`` as text; one longer than ``limit`` bytes is cut there.
+
+    ``readline`` raises on a line over the reader's 64 KiB limit (and drops it); reading
+    chunks never does, and memory stays bounded however long a line is.
+    """
+    head, cut = b"", 0
+    while chunk := await stream.read(CHUNK):
+        *ends, rest = chunk.split(b"\n")
+        for end in ends:
+            head, cut = _extend(head, cut, end, limit)
+            yield _text(head, cut)
+            head, cut = b"", 0
+        head, cut = _extend(head, cut, rest, limit)
+    if head or cut:
+        yield _text(head, cut)
+
+
+def _extend(head: bytes, cut: int, more: bytes, limit: int) -> tuple[bytes, int]:
+    room = limit - len(head)
+    return head + more[:room], cut + max(0, len(more) - room)
+
+
+def _text(head: bytes, cut: int) -> str:
+    text = head.decode(errors="replace").rstrip()
+    return f"{text} [... {cut} more bytes]" if cut else text
+
+
+def _write(text: str) -> None:
+    """Our own stdout gone (a closed terminal, a reader that quit) must not end a relay."""
+    with contextlib.suppress(OSError, ValueError):
+        sys.stdout.write(text)
+        sys.stdout.flush()
 
 
 def _signal_group(pgid: int, signum: int) -> None:
