@@ -14,7 +14,12 @@ from sandbar.config import StrictModel, validate_config
 from sandbar.heap import freeze_startup_heap
 from sandbar.lifetime import die_with_parent
 from sandbar.nesting import DEFAULT_MAX_DEPTH
-from sandbar.router_guard import bound_recursion, hide_router_details, limit_nesting
+from sandbar.router_guard import (
+    bound_recursion,
+    hide_router_details,
+    limit_nesting,
+    refuse_lone_surrogates,
+)
 
 
 class HeapKeeper(ApplicationSession):
@@ -56,13 +61,15 @@ class RouterGuard(ApplicationSession):
 
     def _apply(self) -> None:
         limit_nesting(self._limits.max_depth)
+        refuse_lone_surrogates()
         bound_recursion(self._limits.recursion_limit)
         hide_router_details()
 
     def onJoin(self, details: Any) -> None:
         self._apply()  # again, in case something imported since raised the limit
         self.log.info(
-            "router guard: messages nested over {depth} levels refused, recursion limit "
+            "router guard: messages nested over {depth} levels or with lone surrogates "
+            "refused, recursion limit "
             "{recursion}, router details left out of WELCOME",
             depth=self._limits.max_depth,
             recursion=sys.getrecursionlimit(),

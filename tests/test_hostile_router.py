@@ -1,7 +1,7 @@
 """What a hostile browser can do to the router itself, tried with real clients against a
 router of its own (an attack that works freezes it): messages nested to exhaust the
-decoders (H3), a page with an opaque ``null`` origin (M2), and what WELCOME tells a stranger
-(L6). Raw WebSocket clients send what no WAMP library would build; Chromium pages attack
+decoders (H3), strings holding a lone surrogate (L3), a page with an opaque ``null`` origin
+(M2), and what WELCOME tells a stranger (L6). Raw WebSocket clients send what no WAMP library would build; Chromium pages attack
 as a page would. The attacks end with a normal subscriber still served within a bound."""
 
 from __future__ import annotations
@@ -164,6 +164,121 @@ def test_the_backend_port_refuses_nested_messages_before_any_hello(stack, watche
     _delivered(bridge, watcher, "after rawsocket")
 
 
+# -- lone surrogates (L3) -----------------------------------------------------------------
+
+LONE = "lone surrogate \\ud800 in a string"
+
+#: (what, the JSON text a browser sends, the error it must get back)
+HALF_PAIRS = [
+    ("subscribe", rb'[32, 71, {}, "chat.\ud800"]', "wamp.error.invalid_uri"),
+    (
+        "call",
+        rb'[48, 72, {}, "chat.general", [{"text": "hi \ud800"}]]',
+        "wamp.error.invalid_argument",
+    ),
+    (
+        "explain",
+        rb'[48, 73, {}, "explain.subscribe", ["chat.\ud800"]]',
+        "wamp.error.invalid_argument",
+    ),
+    (
+        "key",
+        rb'[48, 74, {}, "chat.general", [{"te\uD800xt": "hi"}]]',
+        "wamp.error.invalid_argument",
+    ),
+    (
+        "publish",
+        rb'[16, 75, {"acknowledge": true}, "chat.general", [], {"a": "\ud800"}]',
+        "wamp.error.invalid_argument",
+    ),
+]
+
+
+def _joined(router: Router, timeout: float = LATENCY_BOUND) -> RawWebSocket:
+    ws = RawWebSocket(router.port, origin=_origin(router), timeout=timeout)
+    assert ws.hello()[0] == 2
+    return ws
+
+
+@pytest.mark.parametrize(("what", "text", "error"), HALF_PAIRS, ids=[c[0] for c in HALF_PAIRS])
+def test_a_lone_surrogate_gets_an_error_for_that_request(stack, watcher, what, text, error):
+    """L3: the router decoded ``"\\ud800"`` but could not forward the request to the topics
+    service (msgpack cannot encode it) nor answer it: the subscribe or call hung for good."""
+    router, bridge = stack
+    with _joined(router) as ws:
+        started = time.monotonic()
+        ws.send_text(text)
+        answer = ws.receive_message()  # the socket times out after LATENCY_BOUND
+        assert time.monotonic() - started < LATENCY_BOUND
+        kind, request = json.loads(text)[:2]
+        assert answer[:5] == [8, kind, request, {}, error], answer
+        assert LONE in answer[5][0], answer
+        # the session carries on: a normal subscribe on the same connection is served
+        ws.send_message([32, 80, {}, "articles"])
+        assert ws.receive_message()[:2] == [33, 80]
+    _delivered(bridge, watcher, f"after a lone surrogate in a {what}")
+
+
+def test_a_lone_low_surrogate_in_any_case_is_refused(stack):
+    """The fast scan matches the escape in either case; a low half alone is refused too."""
+    router, _ = stack
+    with _joined(router) as ws:
+        ws.send_text(rb'[48, 81, {}, "explain.subscribe", ["chat.x\uDC00"]]')
+        answer = ws.receive_message()
+    assert answer[:5] == [8, 48, 81, {}, "wamp.error.invalid_argument"]
+    assert "lone surrogate \\udc00 in a string" in answer[5][0]
+
+
+def test_pairs_and_escaped_backslashes_are_not_refused(stack):
+    """A well-formed pair escaped (an emoji) and a literal backslash before ``ud800`` pass the
+    byte scan's first look but are valid text: served as ever."""
+    router, _ = stack
+    with _joined(router) as ws:
+        for request, text in enumerate(["chat.ok\\ud83d\\ude00", "chat.back\\\\ud800slash"], 90):
+            ws.send_text(b'[48, %d, {}, "explain.subscribe", ["%s"]]' % (request, text.encode()))
+            answer = ws.receive_message()
+            assert answer[:2] == [50, request], answer  # RESULT
+
+
+def test_an_unacknowledged_publish_with_a_lone_surrogate_is_dropped(stack, watcher):
+    """No answer was asked for: dropped, as a refused publish is; the session lives on."""
+    router, bridge = stack
+    with _joined(router) as ws:
+        ws.send_text(rb'[16, 82, {}, "articles", [{"title": "\ud800"}]]')
+        ws.send_message([32, 83, {}, "articles"])
+        assert ws.receive_message()[:2] == [33, 83]  # the next message is the answer to this
+    wait_until(lambda: "dropped a publish: lone surrogate" in router.proc.output(), 5, "logged")
+    _delivered(bridge, watcher, "after a dropped publish")
+
+
+def test_a_lone_surrogate_before_welcome_closes_the_connection(stack, watcher):
+    """HELLO has no request to answer: the connection closes as a protocol error, saying why."""
+    router, bridge = stack
+    hello = rb'[1, "sandbar", {"authid": "\ud800", "roles": {"subscriber": {}}}]'
+    with RawWebSocket(router.port, origin=_origin(router), timeout=LATENCY_BOUND) as ws:
+        ws.send_text(hello)
+        assert "LoneSurrogate lone surrogate \\ud800" in ws.closed_by_peer()
+    _delivered(bridge, watcher, "after a lone surrogate in HELLO")
+
+
+def test_the_backend_port_refuses_a_lone_surrogate(stack, watcher):
+    """JSON over rawsocket failed the same way; there the connection is dropped, logged."""
+    router, bridge = stack
+    with socket.create_connection(("127.0.0.1", router.backend_port), timeout=5) as sock:
+        sock.sendall(bytes([0x7F, 0xF1, 0, 0]))  # rawsocket handshake: JSON
+        assert sock.recv(4)[0] == 0x7F
+        hello = rb'[1, "sandbar\ud800", {"roles": {"caller": {}}}]'
+        started = time.monotonic()
+        sock.sendall(struct.pack("!I", len(hello)) + hello)
+        with contextlib.suppress(ConnectionError):
+            while sock.recv(65536):
+                pass
+        assert time.monotonic() - started < LATENCY_BOUND
+    refused = "invalid serialization of WAMP message: LoneSurrogate lone surrogate \\ud800"
+    wait_until(lambda: refused in router.proc.output(), 5, "the rawsocket refusal logged")
+    _delivered(bridge, watcher, "after a lone surrogate on the backend port")
+
+
 # -- origins and WELCOME (M2, L6) -------------------------------------------------------
 
 
@@ -309,6 +424,48 @@ def test_welcome_seen_by_a_chromium_page_has_no_router_details(stack, chromium):
         welcome = page.evaluate(ATTEMPT, [router.ws_url, None])["welcome"]
     assert welcome["authrole"] == "anonymous"
     assert _router_details(welcome, router) == []
+
+
+# AutobahnJS (the page's own copy) sends a subscribe, a call and an explain.subscribe with a
+# lone surrogate, each given LATENCY_BOUND ms; then explains a normal topic on the same session.
+HALF_PAIRS_FROM_AUTOBAHNJS = """([url, bound]) => new Promise((resolve) => {
+  const connection = new autobahn.Connection({url, realm: "sandbar", max_retries: 0});
+  const answer = (promise) => Promise.race([
+    promise.then((r) => ({result: r}), (e) => ({error: e.error, reason: String(e.args[0])})),
+    new Promise((r) => setTimeout(() => r({hung: true}), bound)),
+  ]);
+  connection.onopen = async (session) => {
+    const half = "chat.\\ud800";
+    const answers = {
+      protocol: connection.transport.info.protocol,
+      subscribe: await answer(session.subscribe(half, () => {})),
+      call: await answer(session.call("chat.general", [{text: "a\\ud800"}])),
+      explain: await answer(session.call("explain.subscribe", [half])),
+      after: await answer(session.call("explain.subscribe", ["chat.general"])),
+    };
+    connection.close();
+    resolve(answers);
+  };
+  connection.open();
+})"""
+
+
+def test_autobahnjs_in_chromium_gets_an_error_for_a_lone_surrogate(stack, watcher, chromium):
+    """L3 as a page meets it: JSON.stringify escapes a lone surrogate (a string cut in the
+    middle of an emoji is one), and the subscribe or call must be rejected, not left pending."""
+    router, bridge = stack
+    with _page(chromium, f"{_origin(router)}/") as page:
+        answers = page.evaluate(HALF_PAIRS_FROM_AUTOBAHNJS, [router.ws_url, LATENCY_BOUND * 1000])
+    assert answers.pop("protocol") == "wamp.2.json"
+    assert "result" in answers.pop("after"), "the session was not served after the refusals"
+    expected = {
+        "subscribe": "wamp.error.invalid_uri",
+        "call": "wamp.error.invalid_argument",
+        "explain": "wamp.error.invalid_argument",
+    }
+    assert {what: answer.get("error") for what, answer in answers.items()} == expected, answers
+    assert all(LONE in answer["reason"] for answer in answers.values()), answers
+    _delivered(bridge, watcher, "after AutobahnJS sent lone surrogates")
 
 
 def test_router_limits_are_validated_at_start():
