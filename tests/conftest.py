@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.browser import Browser, launch, missing_prerequisite
 from tests.support.procs import Api, Bridge, Router, Topics, free_port
 from tests.support.wamp import Client, Subscriber
 
@@ -92,3 +93,13 @@ def client(router: Router) -> Iterator[object]:
     yield make
     for each in made:
         each.close()
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Browser]:
+    """Debian's Chromium under Playwright, one per test module."""
+    problem = missing_prerequisite()
+    if problem:
+        pytest.fail(problem)
+    with launch() as browser:
+        yield browser

@@ -21,19 +21,10 @@ import requests
 import yaml
 from playwright.sync_api import Browser, Page, expect
 
-from tests.support.browser import SCREENSHOTS, Pages, launch, missing_prerequisite
+from tests.support.browser import SCREENSHOTS, Pages
 from tests.support.procs import SHIPPED_BRIDGE_CONFIG, Api, Bridge, Router, Topics, wait_until
 
 TIMINGS: dict[str, float] = {}
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Browser]:
-    problem = missing_prerequisite()
-    if problem:
-        pytest.fail(problem)
-    with launch() as browser:
-        yield browser
 
 
 @pytest.fixture

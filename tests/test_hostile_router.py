@@ -22,7 +22,6 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page
 
 from bridge import EventSender
-from tests.support.browser import launch, missing_prerequisite
 from tests.support.procs import BIN, Bridge, Router, Topics, base_env, wait_until
 from tests.support.raw_websocket import HandshakeRefused, RawWebSocket
 from tests.support.wamp import Subscriber
@@ -319,15 +318,6 @@ def test_welcome_tells_an_anonymous_browser_nothing_about_the_router(stack):
 
 
 # -- Chromium as the attacker -----------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Browser]:
-    problem = missing_prerequisite()
-    if problem:
-        pytest.fail(problem)
-    with launch() as browser:
-        yield browser
 
 
 # A page's own WebSocket: join anonymously, then send payload() (if any) or close;
