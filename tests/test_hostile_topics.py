@@ -17,7 +17,7 @@ from autobahn.wamp.exception import ApplicationError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.support import wamp as wamp_support
+from sandbar import peers as wamp_support
 from tests.support.procs import Api, Bridge, Router, Topics, free_port, wait_until
 from tests.support.wamp import Client
 
