@@ -21,7 +21,10 @@ SERVER_VARS = frozenset(
 
 
 class ApiConfig(StrictModel):
+    #: sqlite:///path (the default, one host) or postgresql://user:password@host/db
     database_url: str = f"sqlite:///{RUN_DIR / 'api.db'}"
+    #: how long the server waits at start for a database that is not reachable yet
+    database_wait_seconds: float = Field(60.0, ge=0)
     bridge_endpoint: str = DEFAULT_ENDPOINT
     #: CURVE (optional, for a bridge on another host): its public key and ours, secret
     bridge_curve_server_key: str | None = None
@@ -48,6 +51,15 @@ class ApiConfig(StrictModel):
     max_body_length: int = Field(100_000, gt=0)
     # Origins whose pages may call the API (api/cors.py); the demo page's by default.
     cors_origins: tuple[str, ...] = ("http://127.0.0.1:8080", "http://localhost:8080")
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        """Refuse at load a URL no backend serves (api/backends.py names the fix)."""
+        from api.backends import parse_url
+
+        parse_url(value)
+        return value
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -37,6 +37,8 @@ class UpConfig(StrictModel):
     run_dir: Path = RUN_DIR
     bridge_config: Path = ROOT / "config" / "bridge.yaml"
     ready_timeout: float = Field(60.0, gt=0)
+    #: empty: SANDBAR_API_DATABASE_URL when set, else SQLite in run_dir
+    database_url: str = ""
 
     @property
     def backend_url(self) -> str:
@@ -67,7 +69,9 @@ class UpConfig(StrictModel):
             "SANDBAR_API_PORT": str(self.api_port),
             "SANDBAR_API_WORKERS": str(self.api_workers),
             "SANDBAR_API_BRIDGE_ENDPOINT": f"tcp://{self.host}:{self.bridge_port}",
-            "SANDBAR_API_DATABASE_URL": f"sqlite:///{self.run_dir / 'api.db'}",
+            "SANDBAR_API_DATABASE_URL": self.database_url
+            or os.environ.get("SANDBAR_API_DATABASE_URL")
+            or f"sqlite:///{self.run_dir / 'api.db'}",
             "SANDBAR_TOPICS_API_URL": f"http://{self.host}:{self.api_port}",
             "SANDBAR_API_CORS_ORIGINS": self.cors_origins(),
         }
@@ -186,6 +190,7 @@ def main(argv: list[str] | None = None) -> None:
         "run_dir",
         "bridge_config",
         "ready_timeout",
+        "database_url",
     ):
         default = getattr(defaults, name)
         run_parser.add_argument(

@@ -1,0 +1,216 @@
+"""PostgreSQL as the database: URLs and driver, start-up against a server that refuses or is
+not up yet, migrations on both databases, and the outbox's locks under concurrency."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, insert, inspect
+
+from api.backends import DatabaseConfigError, parse_url
+from api.db import create_schema, make_engine, metadata, outbox
+from api.migrations import current, downgrade, head
+from api.outbox import OutboxSettings, Relay, next_seq, now_ms
+from tests.support.postgres import PostgresServer
+from tests.support.procs import BIN, Api, base_env, http_ok, wait_until
+
+# -- URLs ------------------------------------------------------------------------------
+
+
+def test_plain_postgresql_urls_use_psycopg_3() -> None:
+    assert parse_url("postgresql://u:p@db/app").drivername == "postgresql+psycopg"
+    assert parse_url("postgres://u:p@db/app").drivername == "postgresql+psycopg"
+    assert parse_url("postgresql+psycopg://u:p@db/app").drivername == "postgresql+psycopg"
+    assert parse_url("sqlite:///x.db").drivername == "sqlite"
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("not a url", "is not a URL: use sqlite:///"),
+        ("mysql://u:p@db/app", "database 'mysql' is not supported (SQLite and PostgreSQL are)"),
+        ("postgresql+psycopg2://u:p@db/app", "write postgresql+psycopg://"),
+    ],
+)
+def test_a_url_sandbar_cannot_use_is_refused_naming_the_fix(url: str, says: str) -> None:
+    with pytest.raises(DatabaseConfigError) as refused:
+        parse_url(url)
+    assert says in str(refused.value)
+
+
+def test_a_missing_driver_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "psycopg" else real(name, *a)
+    )
+    with pytest.raises(DatabaseConfigError) as refused:
+        parse_url("postgresql://u:p@db/app")
+    assert "pip install 'sandbar[postgres]'" in str(refused.value)
+
+
+def _serve(url: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "sandbar-api"), "--port", "9"],
+        env=base_env(SANDBAR_API_DATABASE_URL=url, **env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_a_refused_login_stops_the_api_with_one_line(postgres_server: PostgresServer) -> None:
+    result = _serve(postgres_server.url(password="wrong"))
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert "refused the connection" in line and "password authentication failed" in line
+    assert "wrong" not in line, "the password is not printed"
+    assert "check the user, password and database name" in line
+
+
+def test_a_bad_url_stops_the_api_with_one_line() -> None:
+    result = _serve("postgresql+psycopg2://u:p@127.0.0.1/app")
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert "write postgresql+psycopg://" in line
+
+
+def test_the_api_waits_for_a_database_that_is_not_up_yet(tmp_path: Path) -> None:
+    server = PostgresServer()
+    try:
+        server.init()
+        api = Api(tmp_path, "tcp://127.0.0.1:9", workers=1, database_url=server.url())
+        api.proc.start()
+        wait_until(lambda: "not reachable yet" in api.proc.output(), 20, "a retry logged")
+        server.start()
+        try:
+            wait_until(lambda: http_ok(f"{api.url}/healthz"), 30, "api ready")
+        finally:
+            api.stop()
+        delays = [line for line in api.proc.output().splitlines() if "retrying in" in line]
+        assert delays and all("sandbar-test-password" not in line for line in delays)
+    finally:
+        server.remove()
+
+
+# -- migrations ------------------------------------------------------------------------
+
+
+def _tables(engine: Engine) -> set[str]:
+    return set(inspect(engine).get_table_names()) - {"alembic_version"}
+
+
+def test_migrations_upgrade_from_empty_downgrade_and_upgrade_again(database_url: str) -> None:
+    engine = make_engine(database_url)
+    assert current(engine) is None and _tables(engine) == set()
+    create_schema(engine)
+    assert current(engine) == head()
+    assert _tables(engine) == set(metadata.tables)
+    with engine.connect() as conn:  # the migrations make exactly what api/db.py declares
+        assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+    downgrade(engine, "base")
+    assert current(engine) is None and _tables(engine) == set()
+    create_schema(engine)
+    assert current(engine) == head() and _tables(engine) == set(metadata.tables)
+    engine.dispose()
+
+
+def test_db_commands_and_several_processes_migrating_at_once(database_url: str) -> None:
+    env = base_env(SANDBAR_API_DATABASE_URL=database_url)
+
+    def db(*args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [str(BIN / "sandbar-api"), "db", *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    at_once = [db("upgrade") for _ in range(3)]  # as three API hosts starting together
+    results = [(*p.communicate(timeout=60), p.returncode) for p in at_once]
+    assert [code for _, _, code in results] == [0, 0, 0], results
+    current_out, _ = db("current").communicate(timeout=60)
+    assert current_out.strip() == f"current: {head()}  latest: {head()}"
+    down, err = db("downgrade", "base").communicate(timeout=60)
+    assert down.startswith("current: (empty)"), err
+
+
+# -- the outbox's locks -----------------------------------------------------------------
+
+
+def test_a_topics_counter_lock_orders_writers_by_commit(postgres_url: str) -> None:
+    """Why seq is in commit order across hosts: the second writer of a topic waits at its
+    ``next_seq`` until the first commits, then gets the next number."""
+    engine = make_engine(postgres_url)
+    create_schema(engine)
+    second: list[int] = []
+    with engine.begin() as first:
+        assert next_seq(first, "articles") == 1
+
+        def other_host() -> None:
+            with engine.begin() as conn:
+                second.append(next_seq(conn, "articles"))
+
+        waiting = threading.Thread(target=other_host)
+        waiting.start()
+        time.sleep(1.0)
+        assert second == [], "the second writer waited for the first's commit"
+    waiting.join(10)
+    assert second == [2]
+    engine.dispose()
+
+
+def _expired_rows(engine: Engine, count: int) -> None:
+    past = now_ms() - 10_000
+    rows: list[dict[str, Any]] = [
+        {
+            "event_id": f"e{i}",
+            "name": "article.created",
+            "topic": "articles",
+            "seq": i + 1,
+            "ts": past,
+            "payload": json.dumps({"i": i}),
+            "lease_until": past,
+            "attempts": 1,
+        }
+        for i in range(count)
+    ]
+    with engine.begin() as conn:
+        conn.execute(insert(outbox), rows)
+
+
+def test_relays_on_two_hosts_never_claim_a_row_twice(database_url: str) -> None:
+    setup = make_engine(database_url)
+    create_schema(setup)
+    _expired_rows(setup, 3000)
+    settings = OutboxSettings(bridge_endpoint="tcp://127.0.0.1:9", lease_seconds=60)
+    claimed: list[list[str]] = [[], []]
+    start = threading.Barrier(2)
+
+    def relay(index: int) -> None:
+        own = Relay(make_engine(database_url), settings)  # its own engine: another host
+        start.wait()
+        while batch := own._claim_expired(batch=100):
+            claimed[index].extend(e.id for e in batch)
+        own.engine.dispose()
+
+    threads = [threading.Thread(target=relay, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    first, second = set(claimed[0]), set(claimed[1])
+    print(f"\nclaimed: relay A {len(first)}, relay B {len(second)}")
+    assert len(claimed[0]) + len(claimed[1]) == 3000, "every expired row claimed once"
+    assert first.isdisjoint(second)
+    assert first and second, "both relays took part"
+    setup.dispose()
