@@ -125,7 +125,7 @@ def check(stack: Stack, what: str, answered: int, sent: int = EVENTS) -> dict[st
     delivered = stack.subscriber.delivered
     lost = sorted(set(committed) - set(delivered))
     print(
-        f"\n{what}: sent={EVENTS} answered_201={answered} committed={len(committed)} "
+        f"\n{what}: sent={sent} answered_201={answered} committed={len(committed)} "
         f"delivered={len(set(delivered))} lost={len(lost)} "
         f"app_duplicates={len(delivered) - len(set(delivered))} "
         + " ".join(f"{k}={v}" for k, v in counts.items())

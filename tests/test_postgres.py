@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, insert, inspect
+from sqlalchemy import Engine, insert, inspect, select
 
 from api.backends import DatabaseConfigError, parse_url
 from api.db import create_schema, make_engine, metadata, outbox
@@ -214,3 +214,28 @@ def test_relays_on_two_hosts_never_claim_a_row_twice(database_url: str) -> None:
     assert first.isdisjoint(second)
     assert first and second, "both relays took part"
     setup.dispose()
+
+
+def test_a_relay_skips_rows_another_hosts_relay_is_claiming(postgres_url: str) -> None:
+    """``FOR UPDATE SKIP LOCKED``: while one relay's claim holds rows, another relay takes
+    the next ones at once instead of waiting for that transaction."""
+    engine = make_engine(postgres_url)
+    create_schema(engine)
+    _expired_rows(engine, 200)
+    settings = OutboxSettings(bridge_endpoint="tcp://127.0.0.1:9", lease_seconds=60)
+    other = Relay(make_engine(postgres_url), settings)
+    taken: list[str] = []
+    with engine.begin() as claiming:  # the first relay, mid-claim: the oldest 100 rows locked
+        locked = {
+            row.event_id
+            for row in claiming.execute(
+                select(outbox.c.event_id).order_by(outbox.c.id).limit(100).with_for_update()
+            )
+        }
+        thread = threading.Thread(target=lambda: taken.extend(e.id for e in other._claim_expired()))
+        thread.start()
+        thread.join(3)
+        assert not thread.is_alive(), "the second relay waited for the first one's rows"
+    assert len(taken) == 100 and locked.isdisjoint(taken)
+    other.engine.dispose()
+    engine.dispose()
