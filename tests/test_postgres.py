@@ -239,3 +239,25 @@ def test_a_relay_skips_rows_another_hosts_relay_is_claiming(postgres_url: str) -
     assert len(taken) == 100 and locked.isdisjoint(taken)
     other.engine.dispose()
     engine.dispose()
+
+
+def test_a_database_made_before_migrations_is_adopted(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    metadata.create_all(engine)  # what create_schema did before Alembic
+    create_schema(engine)
+    assert current(engine) == head()
+    engine.dispose()
+
+
+def test_sandbar_up_takes_the_database_url_from_the_flag_or_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sandbar.cli import UpConfig
+
+    monkeypatch.delenv("SANDBAR_API_DATABASE_URL", raising=False)
+    sqlite_file = f"sqlite:///{tmp_path / 'api.db'}"
+    assert UpConfig(run_dir=tmp_path).env()["SANDBAR_API_DATABASE_URL"] == sqlite_file
+    monkeypatch.setenv("SANDBAR_API_DATABASE_URL", "postgresql://u:p@db/env")
+    assert UpConfig().env()["SANDBAR_API_DATABASE_URL"] == "postgresql://u:p@db/env"
+    flag = UpConfig(database_url="postgresql://u:p@db/flag").env()
+    assert flag["SANDBAR_API_DATABASE_URL"] == "postgresql://u:p@db/flag"
