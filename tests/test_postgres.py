@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import multiprocessing
 import subprocess
 import threading
 import time
@@ -123,25 +124,46 @@ def test_migrations_upgrade_from_empty_downgrade_and_upgrade_again(database_url:
     engine.dispose()
 
 
-def test_db_commands_and_several_processes_migrating_at_once(database_url: str) -> None:
+def test_db_commands(database_url: str) -> None:
     env = base_env(SANDBAR_API_DATABASE_URL=database_url)
 
-    def db(*args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
+    def db(*args: str) -> str:
+        done = subprocess.run(
             [str(BIN / "sandbar-api"), "db", *args],
             env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            capture_output=True,
             text=True,
+            timeout=60,
         )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
 
-    at_once = [db("upgrade") for _ in range(3)]  # as three API hosts starting together
-    results = [(*p.communicate(timeout=60), p.returncode) for p in at_once]
-    assert [code for _, _, code in results] == [0, 0, 0], results
-    current_out, _ = db("current").communicate(timeout=60)
-    assert current_out.strip() == f"current: {head()}  latest: {head()}"
-    down, err = db("downgrade", "base").communicate(timeout=60)
-    assert down.startswith("current: (empty)"), err
+    assert db("current") == f"current: (empty)  latest: {head()}"
+    assert db("upgrade") == f"current: {head()}  latest: {head()}"
+    assert db("downgrade", "base") == f"current: (empty)  latest: {head()}"
+
+
+def _migrate_when_all_are_ready(url: str, ready: Any) -> None:
+    ready.wait(30)
+    create_schema(make_engine(url))
+
+
+def test_several_processes_migrating_at_once_migrate_once(database_url: str) -> None:
+    """As several API hosts starting together: forked after the imports, released at once."""
+    context = multiprocessing.get_context("fork")
+    ready = context.Barrier(4)
+    hosts = [
+        context.Process(target=_migrate_when_all_are_ready, args=(database_url, ready))
+        for _ in range(4)
+    ]
+    for host in hosts:
+        host.start()
+    for host in hosts:
+        host.join(60)
+    assert [host.exitcode for host in hosts] == [0, 0, 0, 0]
+    engine = make_engine(database_url)
+    assert current(engine) == head()
+    engine.dispose()
 
 
 # -- the outbox's locks -----------------------------------------------------------------
