@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -26,8 +25,6 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
 from api.writers import AUTOCHECKPOINT_PAGES, file_lock, take_turns, writers_of
-
-log = logging.getLogger("sandbar.api.db")
 
 URL_HELP = "use sqlite:///path/to/api.db or postgresql://user:password@host:5432/dbname"
 
@@ -70,6 +67,8 @@ class Backend:
 
 
 class SqliteBackend(Backend):
+    """One writer at a time: the turns serialize relays' claims too (no SKIP LOCKED)."""
+
     name = "sqlite"
 
     def make_engine(self, url: URL) -> Engine:
@@ -102,6 +101,8 @@ class SqliteBackend(Backend):
 
 
 class PostgresBackend(Backend):
+    """Several hosts: row locks, SKIP LOCKED claims, an advisory lock for migrations."""
+
     name = "postgresql"
     #: pg_advisory_xact_lock key of schema migrations ("sandbar" in ASCII)
     MIGRATION_LOCK = 0x73616E646261
