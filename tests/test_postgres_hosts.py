@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 import pytest
 import requests
 from sqlalchemy import create_engine, text
@@ -168,9 +169,9 @@ def test_two_api_hosts_on_one_database_one_killed_mid_stream(tmp_path: Path, pos
 
 
 def test_database_restart_while_posting(tmp_path: Path):
-    """The server stops (sessions ended) and starts again while 8 clients POST: writes
-    are answered 503 JSON meanwhile, nothing answered 201 is lost, nothing is doubled,
-    and the API recovers by itself."""
+    """The server stops (sessions ended) and starts again while 8 clients POST, and an API
+    worker dies meanwhile: writes are answered 503 JSON, nothing answered 201 is lost,
+    nothing is doubled, and the API recovers by itself."""
     server = PostgresServer()
     try:
         server.init().start()
@@ -192,6 +193,8 @@ def test_database_restart_while_posting(tmp_path: Path):
                     def restart() -> None:
                         started = time.monotonic()
                         server.stop("fast")
+                        # a worker dies meanwhile: its replacement boots during the outage
+                        os.kill(psutil.Process(api.proc.pid).children()[0].pid, signal.SIGKILL)
                         time.sleep(2)
                         server.start()
                         outage.append(time.monotonic() - started)
@@ -218,6 +221,7 @@ def test_database_restart_while_posting(tmp_path: Path):
                         timeout=10,
                     )
                     assert after.status_code == 201, "recovered by itself"
+                    assert api.proc.running(), "the server outlived the outage"
                 finally:
                     subscriber.close()
     finally:
