@@ -13,16 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, insert, inspect, select
 
 from api.backends import DatabaseConfigError, parse_url
-from api.db import create_schema, make_engine, metadata, outbox
+from api.db import articles, create_schema, make_engine, metadata, outbox
 from api.migrations import current, downgrade, head
 from api.outbox import OutboxSettings, Relay, next_seq, now_ms
 from tests.support.postgres import PostgresServer
-from tests.support.procs import BIN, Api, base_env, http_ok, wait_until
+from tests.support.procs import BIN, Api, Proc, base_env, free_port, http_ok, wait_until
 
 # -- URLs ------------------------------------------------------------------------------
 
@@ -283,3 +284,36 @@ def test_sandbar_up_takes_the_database_url_from_the_flag_or_the_environment(
     assert UpConfig().env()["SANDBAR_API_DATABASE_URL"] == "postgresql://u:p@db/env"
     flag = UpConfig(database_url="postgresql://u:p@db/flag").env()
     assert flag["SANDBAR_API_DATABASE_URL"] == "postgresql://u:p@db/flag"
+
+
+def test_sandbar_up_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
+    """``sandbar up --database-url``: the stack migrates PostgreSQL before the API serves,
+    and writes go there (no SQLite file appears)."""
+    ports = {name: free_port() for name in ("router", "backend", "api", "bridge")}
+    argv = [str(BIN / "sandbar"), "up", "--run-dir", str(tmp_path / "run")]
+    for name, port in ports.items():
+        argv += [f"--{name}-port", str(port)]
+    up = Proc("up", [*argv, "--database-url", postgres_url], base_env(SANDBAR_DEV="1"), tmp_path)
+    up.start()
+    try:
+        wait_until(lambda: "Sandbar is ready" in up.output(), 90, "sandbar up ready", 0.2)
+        api = f"http://127.0.0.1:{ports['api']}"
+        token = requests.post(
+            f"{api}/auth/token", timeout=5, json={"username": "demo", "password": "sandbar-demo"}
+        ).json()["token"]
+        created = requests.post(
+            f"{api}/articles",
+            json={"title": "on postgres", "body": "b"},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=5,
+        )
+        assert created.status_code == 201
+        engine = make_engine(postgres_url)
+        assert current(engine) == head()
+        with engine.connect() as conn:
+            titles = conn.execute(select(articles.c.title)).scalars().all()
+        engine.dispose()
+        assert titles == ["on postgres"]
+        assert not (tmp_path / "run" / "api.db").exists()
+    finally:
+        up.stop()
