@@ -20,7 +20,8 @@ RUN python3 -m venv /opt/venv
 WORKDIR /src
 # Dependencies first, from pyproject.toml alone, so editing the code rebuilds in seconds.
 COPY pyproject.toml ./
-RUN python3 -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))' \
+# The dependencies and the PostgreSQL driver (the `postgres` extra).
+RUN python3 -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; print("\n".join(p["dependencies"] + p["optional-dependencies"]["postgres"]))' \
         > requirements.txt \
     && /opt/venv/bin/pip install --quiet -r requirements.txt
 COPY README.md ./

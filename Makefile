@@ -11,12 +11,12 @@ VENDOR    := web/vendor/autobahn.min.js
 CHROMIUM ?= /usr/bin/chromium
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: up test lint install browser clean bench bench-quick bench-tune
+.PHONY: up test lint install browser postgresql clean bench bench-quick bench-tune
 
 up: $(STAMP) $(VENDOR)
 	$(BIN)/sandbar up
 
-test: $(STAMP) $(VENDOR) browser
+test: $(STAMP) $(VENDOR) browser postgresql
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -45,7 +45,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Sandbar needs Python 3.11 or 3.12"'
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[test,bench,postgres]'
 	touch $(STAMP)
 
 $(NPM_STAMP): package.json package-lock.json
@@ -61,6 +61,14 @@ browser:
 	  echo "installing Debian's chromium for the browser tests"; \
 	  $(SUDO) apt-get update -q && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }
+
+# The database tests start throwaway servers from Debian's postgresql (tests/support/postgres.py).
+PG_CTL = $(firstword $(wildcard /usr/lib/postgresql/*/bin/pg_ctl))
+postgresql:
+	@test -n "$(PG_CTL)" || { \
+	  echo "installing Debian's postgresql for the database tests"; \
+	  $(SUDO) apt-get update -q && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; }
 
 clean:
 	rm -rf $(VENV) .sandbar .pytest_cache .mypy_cache .ruff_cache *.egg-info node_modules web/vendor

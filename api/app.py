@@ -13,7 +13,7 @@ from sqlalchemy import Engine
 from api import articles, auth, events, notifications
 from api.config import ApiConfig
 from api.cors import allow_origins
-from api.db import create_schema, make_engine
+from api.db import create_schema, make_engine, wait_for_database
 from api.errors import register_error_handlers
 from api.outbox import Outbox, OutboxSettings
 from api.push import Push
@@ -36,6 +36,9 @@ def create_app(config: ApiConfig | None = None, *, sender: EventSender | None = 
     app.json.sort_keys = False  # type: ignore[attr-defined]
 
     engine = make_engine(config.database_url)
+    # a worker gunicorn replaces while the database is down waits for it: one that failed
+    # to boot would stop the whole server
+    wait_for_database(engine, config.database_wait_seconds)
     create_schema(engine)
     app.extensions["sandbar_db"] = engine
 

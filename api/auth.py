@@ -20,10 +20,10 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlalchemy import Connection, Engine, Row, bindparam, insert, select, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from api.backends import begin_write
 from api.db import users
 from api.errors import ApiError, invalid, json_object, required_string
 from api.signals import auth_revoked
-from api.writers import begin_write
 
 bp = Blueprint("auth", __name__)
 

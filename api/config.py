@@ -30,7 +30,10 @@ SERVER_VARS = frozenset(
 
 
 class ApiConfig(StrictModel):
+    #: sqlite:///path (the default, one host) or postgresql://user:password@host/db
     database_url: str = f"sqlite:///{RUN_DIR / 'api.db'}"
+    #: how long the server waits at start for a database that is not reachable yet
+    database_wait_seconds: float = Field(60.0, ge=0)
     bridge_endpoint: str = DEFAULT_ENDPOINT
     #: CURVE, which the bridge requires: a sender key file (bridge/keys.py; `sandbar up` hands
     #: over its own), else the keys themselves: the bridge's public key and ours, secret.
@@ -85,6 +88,15 @@ class ApiConfig(StrictModel):
             "bridge_curve_server_key": keys.server_key,
             "bridge_curve_secret_key": keys.secret_key,
         }
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        """Refuse at load a URL no backend serves (api/backends.py names the fix)."""
+        from api.backends import parse_url
+
+        parse_url(value)
+        return value
 
     @field_validator("cors_origins", mode="before")
     @classmethod

@@ -1,15 +1,15 @@
-"""Storage: SQLAlchemy Core tables and an engine, SQLite by default.
+"""Storage: SQLAlchemy Core tables, on SQLite (the default) or PostgreSQL.
 
-Only portable SQL is used here, so pointing ``database_url`` at PostgreSQL
-(``postgresql+psycopg://…``) needs a driver install and nothing else.
+The tables are created and changed by the Alembic migrations in api/migrations/
+(``sandbar-api db upgrade``); what differs between the two databases is in
+api/backends.py.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
+import logging
+import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -25,18 +25,26 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    create_engine,
-    event,
     func,
     select,
 )
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
-from sqlalchemy.schema import CreateIndex, CreateTable
+from sqlalchemy.exc import OperationalError
 
-from api.writers import AUTOCHECKPOINT_PAGES, begin_write, take_turns
+from api.backends import BACKENDS, DatabaseConfigError, backend_of, begin_write, make_engine
 
-metadata = MetaData()
+__all__ = ["DatabaseConfigError", "make_engine", "metadata"]
+
+log = logging.getLogger("sandbar.api.db")
+
+#: Constraint names the same on every database, so a migration can name what it changes.
+metadata = MetaData(
+    naming_convention={
+        "pk": "pk_%(table_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    }
+)
 
 articles = Table(
     "articles",
@@ -115,10 +123,10 @@ sandbar_meta = Table(
 
 def upsert(dialect_name: str, table: Table) -> Any:
     """An INSERT that supports ``on_conflict_do_*`` on this database (``conn.dialect.name``)."""
-    dialect = {"sqlite": sqlite, "postgresql": postgresql}.get(dialect_name)
-    if dialect is None:
+    backend = BACKENDS.get(dialect_name)
+    if backend is None:
         raise RuntimeError(f"Sandbar supports SQLite and PostgreSQL, not {dialect_name}")
-    return dialect.insert(table)
+    return backend.insert(table)
 
 
 def outbox_epoch(engine: Engine) -> str:
@@ -136,40 +144,37 @@ def outbox_epoch(engine: Engine) -> str:
         )
 
 
-def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
-    # WAL lets readers and one writer work at once (several gunicorn workers);
-    # busy_timeout makes concurrent writers wait instead of failing at once.
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    # checkpoints run in the background (api/writers.py); this is the backstop
-    cursor.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
-    cursor.close()
-
-
-def make_engine(url: str) -> Engine:
-    """Create the engine (and the SQLite file's folder) for ``url``."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        database = parsed.database
-        on_disk = Path(database) if database and database != ":memory:" else None
-        if on_disk is not None:  # owner only: SQLite gives -wal and -shm the file's mode
-            on_disk.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            with contextlib.suppress(FileExistsError):
-                os.close(os.open(on_disk, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        engine = create_engine(url)
-        event.listen(engine, "connect", _tune_sqlite)
-        if on_disk is not None:
-            take_turns(engine, on_disk)
-        return engine
-    return create_engine(url, pool_pre_ping=True)
-
-
 def create_schema(engine: Engine) -> None:
-    """Create missing tables; safe when several worker processes start at once."""
-    with engine.begin() as conn:  # not begin_write: no checkpoint thread in gunicorn's master
-        for table in metadata.sorted_tables:
-            conn.execute(CreateTable(table, if_not_exists=True))
-            for index in table.indexes:
-                conn.execute(CreateIndex(index, if_not_exists=True))
+    """Bring the schema to the latest migration (one process at a time: api/migrations)."""
+    from api.migrations import upgrade  # its env.py imports this module
+
+    upgrade(engine)
+
+
+def wait_for_database(engine: Engine, timeout: float) -> None:
+    """Connect once, retrying with capped backoff while the server is not reachable yet
+    (compose starts services in parallel); a refused login or a missing database raises
+    DatabaseConfigError at once, since waiting cannot fix it."""
+    deadline, delay = time.monotonic() + timeout, 0.25
+    where = engine.url.render_as_string(hide_password=True)
+    while True:
+        try:
+            with engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+            return
+        except OperationalError as exc:
+            reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            if backend_of(engine).refused(exc):
+                raise DatabaseConfigError(
+                    f"the database {where} refused the connection: {reason} "
+                    "(check the user, password and database name in SANDBAR_API_DATABASE_URL)"
+                ) from None
+            if time.monotonic() + delay > deadline:
+                raise DatabaseConfigError(
+                    f"the database {where} is not reachable after {timeout:.0f} s: {reason}"
+                ) from None
+            log.warning(
+                "database %s not reachable yet (%s); retrying in %.1f s", where, reason, delay
+            )
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)

@@ -5,8 +5,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, current_app, jsonify, request
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
+
+from api.writers import WriteTimeout
 
 #: the largest integer the databases store (BIGINT): no id or seq is larger
 MAX_INTEGER = 2**63 - 1
@@ -108,6 +112,20 @@ def _http_error(exc: HTTPException) -> tuple[Response, int]:
     return jsonify({"error": {"code": code, "message": exc.description}}), status
 
 
+def _database_unavailable(exc: Exception) -> tuple[Response, int, dict[str, str]]:
+    """The database is down, restarting or saturated: nothing was committed, try again."""
+    current_app.logger.warning("database unavailable: %s", str(exc).splitlines()[0])
+    body = {
+        "error": {
+            "code": "database_unavailable",
+            "message": "database unavailable; try again shortly",
+        }
+    }
+    return jsonify(body), 503, {"Retry-After": "2"}
+
+
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(ApiError, _api_error)
     app.register_error_handler(HTTPException, _http_error)
+    for unavailable in (OperationalError, PoolTimeout, WriteTimeout):
+        app.register_error_handler(unavailable, _database_unavailable)

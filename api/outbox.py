@@ -10,6 +10,11 @@ the bridge for sure.
   bridge was away, the worker died after commit) is claimed by whichever
   process's relay gets there first and sent again, with backoff. The bridge drops
   resends of what it already published.
+
+On PostgreSQL with several API hosts nothing here is host-local: the counter row's lock
+(``UPDATE … RETURNING`` in the writing transaction, held until commit) makes a topic's
+writers on every host take numbers in commit order, and relays claim expired leases
+with ``FOR UPDATE SKIP LOCKED`` (api/backends.py), so no row is claimed twice.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from typing import Any
 
 import zmq
 from sqlalchemy import (
+    BigInteger,
     Connection,
     Engine,
     and_,
@@ -37,12 +43,14 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    literal,
     select,
     update,
 )
+from sqlalchemy.exc import OperationalError
 
+from api.backends import backend_of, begin_write
 from api.db import outbox, outbox_epoch, topic_seqs, unacknowledged, upsert
-from api.writers import begin_write
 from bridge.client import EventSender
 from bridge.curve import connect_as_client
 from bridge.envelope import Ack, Envelope, MalformedFrame
@@ -235,6 +243,7 @@ class Relay:
         self._stopping = threading.Event()
         self._delivered: list[str] = []  # acknowledged, not yet marked in the database
         self._flush_at: float | None = None
+        self._warned_at = -1e9
 
     def start(self) -> str:
         """Start this process's relay thread (again after a fork); return its socket's
@@ -279,6 +288,11 @@ class Relay:
                 if time.monotonic() >= next_prune:
                     next_prune = time.monotonic() + self.settings.prune_interval
                     self._prune()
+            except OperationalError as exc:  # the database is away: once in a while
+                if time.monotonic() - self._warned_at > 10:
+                    self._warned_at = time.monotonic()
+                    log.warning("outbox relay: database unavailable (%s); retrying", exc.orig)
+                time.sleep(self.settings.scan_interval)
             except Exception:  # the relay must outlive a database hiccup
                 log.exception("outbox relay error; retrying")
                 time.sleep(self.settings.scan_interval)
@@ -344,10 +358,13 @@ class Relay:
         relay will not take them until this new lease ends (no resend storms)."""
         now = now_ms()
         due = (
-            select(outbox.c.id)
-            .where(unacknowledged, outbox.c.lease_until < now)
-            .order_by(outbox.c.id)
-            .limit(batch)
+            backend_of(self.engine)
+            .skip_locked(  # relays on other hosts skip these
+                select(outbox.c.id)
+                .where(unacknowledged, outbox.c.lease_until < now)
+                .order_by(outbox.c.id)
+                .limit(batch)
+            )
             .scalar_subquery()
         )
         lease_ms, max_ms = (
@@ -362,7 +379,10 @@ class Relay:
             rows = conn.execute(
                 update(outbox)
                 .where(and_(outbox.c.id.in_(due), outbox.c.lease_until < now))
-                .values(lease_until=now + backoff, attempts=outbox.c.attempts + 1)
+                # a BIGINT parameter: unix ms overflow PostgreSQL's INTEGER
+                .values(
+                    lease_until=literal(now, BigInteger) + backoff, attempts=outbox.c.attempts + 1
+                )
                 .returning(outbox)
             ).all()
         if not rows:

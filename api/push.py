@@ -29,8 +29,8 @@ from blinker import NamedSignal
 from flask import Flask, current_app
 from sqlalchemy import Connection, Engine
 
+from api.backends import begin_write
 from api.outbox import Outbox
-from api.writers import begin_write
 from bridge.client import EventSender, SendError
 
 log = logging.getLogger("sandbar.api.push")

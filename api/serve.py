@@ -12,7 +12,7 @@ from pydantic import Field
 
 from api.app import DEFAULT_FACTORY, check_routes, load_factory
 from api.config import ApiConfig
-from api.db import create_schema, make_engine
+from api.db import DatabaseConfigError, create_schema, make_engine, wait_for_database
 from sandbar.config import ConfigError, StrictModel
 from sandbar.heap import freeze_startup_heap
 from sandbar.lifetime import die_with_parent
@@ -63,10 +63,16 @@ class _Gunicorn(BaseApplication):
 
 
 def run(config: ServeConfig) -> None:
-    """Create the schema once in the master, then serve until SIGTERM/SIGINT."""
+    """Wait for the database, migrate it once in the master, then serve until SIGTERM."""
     engine = make_engine(config.api.database_url)
-    create_schema(engine)
-    engine.dispose()  # the workers open their own; nothing of it crosses the forks
+    try:
+        wait_for_database(engine, config.api.database_wait_seconds)
+        create_schema(engine)
+    except DatabaseConfigError as exc:
+        print(f"sandbar-api: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    finally:
+        engine.dispose()  # the workers open their own; nothing of it crosses the forks
     _Gunicorn(config).run()
 
 
@@ -77,6 +83,11 @@ def main(argv: list[str] | None = None) -> None:
 
         setup_logging("WARNING")
         raise SystemExit(users_main(argv[1:]))
+    if argv[:1] == ["db"]:
+        from api.db_cli import main as db_main
+
+        setup_logging("WARNING")
+        raise SystemExit(db_main(argv[1:]))
     env = os.environ
     parser = argparse.ArgumentParser(prog="sandbar-api", description="Sandbar REST API")
     parser.add_argument("--host", default=env.get("SANDBAR_API_HOST", "127.0.0.1"))

@@ -27,7 +27,7 @@ import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Engine
 
 log = logging.getLogger("sandbar.api.db")
 
@@ -138,17 +138,29 @@ os.register_at_fork(after_in_child=_after_fork)
 
 
 def take_turns(engine: Engine, database_file: Path) -> None:
-    """Make :func:`begin_write` on ``engine`` take turns on a lock file beside
-    ``database_file``, and checkpoint in the background."""
+    """Make writes on ``engine`` take turns on a lock file beside ``database_file``, and
+    checkpoint in the background (api/backends.py's SQLite backend)."""
     _writers[engine] = SqliteWriters(engine, database_file)
 
 
+def writers_of(engine: Engine) -> SqliteWriters | None:
+    return _writers.get(engine)
+
+
 @contextlib.contextmanager
-def begin_write(engine: Engine) -> Iterator[Connection]:
-    """``engine.begin()`` for a transaction that writes, in its turn (on SQLite files)."""
-    writers = _writers.get(engine)
-    with (
-        writers.turn() if writers is not None else contextlib.nullcontext(),
-        engine.begin() as conn,
-    ):
-        yield conn
+def file_lock(path: Path, timeout: float = 60.0) -> Iterator[None]:
+    """``flock`` on ``path`` (created if missing) for as long as the block runs."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(f"{path} stayed locked for {timeout:.0f} s") from None
+                time.sleep(0.01)
+        yield
+    finally:
+        os.close(fd)  # releases the lock

@@ -46,6 +46,8 @@ class UpConfig(StrictModel):
     )
     #: a service whose health check fails this long is restarted
     unhealthy_after: float = Field(30.0, gt=0)
+    #: empty: SANDBAR_API_DATABASE_URL when set, else SQLite in run_dir
+    database_url: str = ""
 
     @property
     def backend_url(self) -> str:
@@ -76,7 +78,9 @@ class UpConfig(StrictModel):
             "SANDBAR_API_PORT": str(self.api_port),
             "SANDBAR_API_WORKERS": str(self.api_workers),
             "SANDBAR_API_BRIDGE_ENDPOINT": f"tcp://{self.host}:{self.bridge_port}",
-            "SANDBAR_API_DATABASE_URL": f"sqlite:///{self.run_dir / 'api.db'}",
+            "SANDBAR_API_DATABASE_URL": self.database_url
+            or os.environ.get("SANDBAR_API_DATABASE_URL")
+            or f"sqlite:///{self.run_dir / 'api.db'}",
             "SANDBAR_TOPICS_API_URL": f"http://{self.host}:{self.api_port}",
             "SANDBAR_API_CORS_ORIGINS": self.cors_origins(),
             # CURVE key files made by up() (bridge/keys.py): the bridge admits only the API's key
@@ -199,6 +203,7 @@ def main(argv: list[str] | None = None) -> None:
         "topics_app",
         "api_app",
         "unhealthy_after",
+        "database_url",
     ):
         default = getattr(defaults, name)
         run_parser.add_argument(

@@ -299,17 +299,20 @@ class Api(_Stoppable):
         bridge_endpoint: str,
         workers: int = 2,
         port: int | None = None,
+        database_url: str | None = None,
         **settings: str,
     ) -> None:
-        """``settings`` are extra ApiConfig fields, e.g. ``delivery="fire_and_forget"``."""
+        """``settings`` are extra ApiConfig fields, e.g. ``delivery="fire_and_forget"``;
+        ``database_url``: SQLite in ``workdir`` unless given."""
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.database = workdir / "api.db"
+        self.database_url = database_url or f"sqlite:///{self.database}"
         env = base_env(
             SANDBAR_API_PORT=str(self.port),
             SANDBAR_API_WORKERS=str(workers),
             SANDBAR_API_BRIDGE_ENDPOINT=bridge_endpoint,
-            SANDBAR_API_DATABASE_URL=f"sqlite:///{self.database}",
+            SANDBAR_API_DATABASE_URL=self.database_url,
             **{f"SANDBAR_API_{key.upper()}": value for key, value in settings.items()},
         )
         self.proc = Proc("api", [str(BIN / "sandbar-api")], env, workdir)

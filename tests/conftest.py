@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.browser import Browser, launch, missing_prerequisite
+from tests.support.postgres import database_url, postgres_server, postgres_url  # noqa: F401
 from tests.support.procs import Api, Bridge, Router, Topics, free_port
 from tests.support.wamp import Client, Subscriber
 

@@ -1,5 +1,6 @@
 """No event lost, none delivered twice: the outbox, the acknowledged hand-off, per-topic
-sequence numbers and catch-up, proven by killing real processes mid-stream."""
+sequence numbers and catch-up, proven by killing real processes mid-stream, on SQLite
+and on a real PostgreSQL server (tests/support/postgres.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ import contextlib
 import os
 import random
 import signal
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +18,8 @@ from pathlib import Path
 import psutil
 import pytest
 import requests
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
 from tests.support.catchup import CatchUpSubscriber
 from tests.support.procs import Api, Bridge, Router, Topics, wait_until
@@ -35,24 +37,39 @@ class Stack:
 
     def committed(self) -> list[int]:
         """Every article event the database holds: the truth to compare against."""
-        with sqlite3.connect(self.api.database) as db:
-            rows = db.execute("SELECT seq FROM outbox WHERE topic = 'articles' ORDER BY seq")
-            return [seq for (seq,) in rows]
+        return query(
+            self.api.database_url, "SELECT seq FROM outbox WHERE topic = 'articles' ORDER BY seq"
+        )
 
     def undelivered(self) -> int:
-        with sqlite3.connect(self.api.database) as db:
-            return int(
-                db.execute("SELECT count(*) FROM outbox WHERE delivered_at IS NULL").fetchone()[0]
-            )
+        return query(
+            self.api.database_url, "SELECT count(*) FROM outbox WHERE delivered_at IS NULL"
+        )[0]
+
+
+def query(database_url: str, sql: str) -> list[int]:
+    """The first column of ``sql``'s rows, read straight from the API's database."""
+    engine = create_engine(database_url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            return [int(value) for (value,) in conn.execute(text(sql))]
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[Stack]:
+def stack(tmp_path: Path, database_url: str) -> Iterator[Stack]:
     with contextlib.ExitStack() as running:  # stops what started, even if a later start fails
         router = running.enter_context(Router(tmp_path).start())
         topics = running.enter_context(Topics(tmp_path, router).start())
         bridge = running.enter_context(Bridge(tmp_path, router).start())
-        api = Api(tmp_path, bridge.endpoint, workers=2, outbox_lease_seconds="1")
+        api = Api(
+            tmp_path,
+            bridge.endpoint,
+            workers=2,
+            database_url=database_url,
+            outbox_lease_seconds="1",
+        )
         running.enter_context(api.start())
         subscriber = CatchUpSubscriber(router.ws_url, "articles", api.url)
         subscriber.start()
@@ -108,7 +125,7 @@ def check(stack: Stack, what: str, answered: int, sent: int = EVENTS) -> dict[st
     delivered = stack.subscriber.delivered
     lost = sorted(set(committed) - set(delivered))
     print(
-        f"\n{what}: sent={EVENTS} answered_201={answered} committed={len(committed)} "
+        f"\n{what}: sent={sent} answered_201={answered} committed={len(committed)} "
         f"delivered={len(set(delivered))} lost={len(lost)} "
         f"app_duplicates={len(delivered) - len(set(delivered))} "
         + " ".join(f"{k}={v}" for k, v in counts.items())
@@ -203,12 +220,19 @@ def test_live_events_carry_their_sequence_number(stack):
     assert stack.undelivered() == 0
 
 
-def test_delivered_events_are_pruned_and_catch_up_says_when_it_cannot_go_back(tmp_path):
+def test_delivered_events_are_pruned_and_catch_up_says_when_it_cannot_go_back(
+    tmp_path, database_url
+):
     router = Router(tmp_path).start()
     topics = Topics(tmp_path, router).start()
     bridge = Bridge(tmp_path, router).start()
     api = Api(
-        tmp_path, bridge.endpoint, workers=1, outbox_retention_rows="3", outbox_prune_interval="0.2"
+        tmp_path,
+        bridge.endpoint,
+        workers=1,
+        database_url=database_url,
+        outbox_retention_rows="3",
+        outbox_prune_interval="0.2",
     ).start()
     try:
         for i in range(10):
@@ -220,8 +244,7 @@ def test_delivered_events_are_pruned_and_catch_up_says_when_it_cannot_go_back(tm
             )
 
         def kept() -> list[int]:
-            with sqlite3.connect(api.database) as db:
-                return [s for (s,) in db.execute("SELECT seq FROM outbox ORDER BY seq")]
+            return query(database_url, "SELECT seq FROM outbox ORDER BY seq")
 
         wait_until(lambda: kept() == [8, 9, 10], 10, "pruned to the last 3")
         page = requests.get(

@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import event, func, insert, select
 
 from api import writers
+from api.backends import begin_write
 from api.db import articles, create_schema, make_engine
-from api.writers import begin_write
 
 
 def _no_waiting(dbapi_connection: Any, _record: Any) -> None:

@@ -27,7 +27,8 @@ CA_FOLDER = ROOT / "docker" / "ca-certificates"
 HOST_CA_FOLDER = Path("/usr/local/share/ca-certificates")
 TEST_IMAGE = "sandbar-test:local"  # not sandbar:local, so a developer's own image is left alone
 PROJECT_PREFIX = "sandbartest"
-SERVICES = ("router", "topics", "bridge", "api")
+SERVICES = ("router", "topics", "bridge", "api", "db")
+DB_IMAGE = "sandbar-test-db:local"
 # An empty env file keeps a developer's .env out of the test (Compose 1.29 refuses /dev/null).
 EMPTY_ENV_FILE = Path(tempfile.mkdtemp(prefix="sandbar-compose-")) / "empty.env"
 EMPTY_ENV_FILE.touch()
@@ -149,6 +150,8 @@ class Stack:
             SANDBAR_API_TOKEN_SECRET=TOKEN_SECRET,
             SANDBAR_BASE_IMAGE=self.base,
             SANDBAR_IMAGE=TEST_IMAGE,
+            SANDBAR_DB_IMAGE=DB_IMAGE,
+            SANDBAR_DB_PASSWORD="test-db-password-0123456789",
             SANDBAR_ROUTER_PORT=str(self.router_port),
             SANDBAR_API_PORT=str(self.api_port),
             SANDBAR_BRIDGE_PORT=str(self.bridge_port),
@@ -168,6 +171,7 @@ class Stack:
         leave duplicate untagged images behind); drop the image it replaces."""
         before = image_id(TEST_IMAGE)
         self("build", "router", timeout=900)
+        self("build", "db", timeout=900)  # Debian's postgresql on the same base
         if before and before != image_id(TEST_IMAGE):
             subprocess.run(["docker", "rmi", before], capture_output=True, timeout=60)
 
