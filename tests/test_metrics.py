@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -210,3 +211,15 @@ def test_sandbar_up_serves_and_prints_the_metrics_urls(tmp_path: Path):
         wait_until(lambda: requests.get(urls["topics"], timeout=2).ok, 20, "topics metrics")
         assert value(scrape(urls["bridge"]), "sandbar_bridge_router_connected") == 0
         assert value(scrape(urls["topics"]), "sandbar_topics_leader") == 0
+        served = {name for url in urls.values() for name in _families(url)}
+    documented = set(re.findall(r"^\| `(sandbar_\w+)`", (ROOT / "README.md").read_text(), re.M))
+    assert served == documented  # the README's Metrics table lists exactly what is served
+
+
+def _families(url: str) -> set[str]:
+    text = requests.get(url, timeout=5).text
+    return {
+        family.name + ("_total" if family.type == "counter" else "")
+        for family in text_string_to_metric_families(text)
+        if family.name.startswith("sandbar_")
+    }
