@@ -3,21 +3,37 @@ after known actions every counter moved by exactly the expected amount."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import re
+import socket
 import sys
 import time
 from pathlib import Path
 
 import pytest
 import requests
+import yaml
 import zmq
 from autobahn.wamp.exception import ApplicationError
 from prometheus_client.parser import text_string_to_metric_families
 
+from bridge.config import load_config, stand_ins
 from bridge.envelope import Ack
-from tests.support.procs import ROOT, Bridge, Proc, base_env, dealer, free_port, wait_until
+from sandbar import metrics
+from sandbar.config import ConfigError
+from sandbar.metrics import MetricsSettings
+from tests.support.procs import (
+    ROOT,
+    SHIPPED_BRIDGE_CONFIG,
+    Bridge,
+    Proc,
+    base_env,
+    dealer,
+    free_port,
+    wait_until,
+)
 from tests.support.wamp import Client, backend_call
 from tests.test_up import _reaped
 from tests.topics_app import topics as test_topics
@@ -223,3 +239,55 @@ def _families(url: str) -> set[str]:
         for family in text_string_to_metric_families(text)
         if family.name.startswith("sandbar_")
     }
+
+
+# -- settings -------------------------------------------------------------------------
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    metrics.add_arguments(parser, "bridge", {})
+    return parser.parse_args(list(argv))
+
+
+def test_the_flag_beats_the_environment_which_beats_the_yaml():
+    yaml_says = MetricsSettings(host="127.0.0.2", port=9001)
+    env = {"SANDBAR_BRIDGE_METRICS_PORT": "9002"}
+    assert metrics.settings_from(_args(), "bridge", yaml_says, {}) == yaml_says
+    assert metrics.settings_from(_args(), "bridge", yaml_says, env).port == 9002
+    assert (
+        metrics.settings_from(_args("--metrics-port", "9003"), "bridge", yaml_says, env).port
+        == 9003
+    )
+    assert metrics.settings_from(_args("--metrics-port", ""), "bridge", yaml_says, env).port == 0
+    assert (
+        metrics.settings_from(_args(), "bridge", None, {"SANDBAR_BRIDGE_METRICS_PORT": " "}).port
+        == 0
+    )
+    assert metrics.settings_from(_args(), "bridge", None, {}) == MetricsSettings()  # off, loopback
+    with pytest.raises(ConfigError, match="SANDBAR_BRIDGE_METRICS_PORT: 'x' is not a port"):
+        metrics.settings_from(_args(), "bridge", None, {"SANDBAR_BRIDGE_METRICS_PORT": "x"})
+    with pytest.raises(SystemExit):
+        _args("--metrics-port", "70000")
+
+
+def test_the_bridge_yaml_metrics_section_is_validated(tmp_path):
+    config = yaml.safe_load(SHIPPED_BRIDGE_CONFIG.read_text())
+    path = tmp_path / "bridge.yaml"
+    path.write_text(yaml.safe_dump({**config, "metrics": {"port": 9100}}))
+    env, _ = stand_ins(path)  # no secrets needed
+    assert load_config(path, env, check_only=True).metrics.port == 9100
+    path.write_text(yaml.safe_dump({**config, "metrics": {"prot": 9100}}))
+    with pytest.raises(ConfigError, match="prot"):
+        load_config(path, env, check_only=True)
+
+
+def test_a_taken_metrics_port_is_logged_and_the_service_runs_on(caplog):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = MetricsSettings(port=port)
+        assert metrics.serve(metrics.new_registry(), settings, "bridge") is None
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in caplog.text
+    assert "SANDBAR_BRIDGE_METRICS_PORT" in caplog.text
