@@ -66,11 +66,8 @@ def _port(value: str) -> int:
     return port
 
 
-def add_arguments(
-    parser: argparse.ArgumentParser, service: str, env: Mapping[str, str] | None = None
-) -> None:
-    """``--metrics-port`` / ``--metrics-host``, defaulting to the service's variables."""
-    env = os.environ if env is None else env
+def add_arguments(parser: argparse.ArgumentParser, service: str) -> None:
+    """``--metrics-port`` / ``--metrics-host``; unset, ``settings_from`` reads the variables."""
     parser.add_argument(
         "--metrics-port",
         type=_port,

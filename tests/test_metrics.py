@@ -246,7 +246,7 @@ def _families(url: str) -> set[str]:
 
 def _args(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    metrics.add_arguments(parser, "bridge", {})
+    metrics.add_arguments(parser, "bridge")
     return parser.parse_args(list(argv))
 
 

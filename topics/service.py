@@ -511,7 +511,7 @@ def main(argv: list[str] | None = None) -> None:
         default=int(env.get("SANDBAR_TOPICS_MAX_SUBSCRIPTIONS", 100)),
         help="subscriptions one session may hold at once (default: 100)",
     )
-    metrics.add_arguments(parser, "topics", env)
+    metrics.add_arguments(parser, "topics")
     args = parser.parse_args(argv)
     setup_logging()
     try:
