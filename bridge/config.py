@@ -29,6 +29,7 @@ from sandbar.config import (
     load_yaml_config,
     validate_config,
 )
+from sandbar.metrics import MetricsSettings
 from sandbar.uri import check_name
 from sandbar.wamp import RouterConnection
 from topics.registry import load_app
@@ -181,6 +182,8 @@ class BridgeConfig(RoutesConfig):
     zmq: ZmqSettings = Field(default_factory=dict, validate_default=True)
     router: RouterConnection
     publish: PublishSettings = PublishSettings()
+    #: ``/metrics`` (sandbar/metrics.py); ``--metrics-port`` or SANDBAR_BRIDGE_METRICS_PORT wins
+    metrics: MetricsSettings = MetricsSettings()
 
 
 def load_routes(path: str | Path = DEFAULT_PATH) -> RouteTable:

@@ -17,6 +17,7 @@ import itertools
 import json
 import logging
 import sys
+import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,8 +31,10 @@ from autobahn.wamp.types import PublishOptions, SubscribeOptions
 from bridge import curve
 from bridge.config import DEFAULT_PATH, BridgeConfig, check_routes, load_config, stand_ins
 from bridge.envelope import Ack, Envelope, MalformedFrame, reply_address
+from bridge.metrics import BridgeMetrics
 from bridge.routes import Publication
 from bridge.sequencer import Sequencer
+from sandbar import metrics
 from sandbar.config import ConfigError
 from sandbar.logs import setup_logging
 from sandbar.secrets import ensure_backend_secret
@@ -152,6 +155,7 @@ class Bridge:
         self._socket: zmq.asyncio.Socket | None = None
         self.intake_error: str | None = None  # why the receive task ended, if it did
         self._stopping = False
+        self.metrics = BridgeMetrics(self.snapshot)
 
     # -- intake -----------------------------------------------------------
 
@@ -312,6 +316,7 @@ class Bridge:
         self, session: ApplicationSession, key: int, pub: Publication
     ) -> asyncio.Future[Any]:
         """Publish with acknowledgement; settle it in a callback (no task per event)."""
+        sent = time.perf_counter()
         try:
             future: asyncio.Future[Any] = session.publish(
                 pub.topic,
@@ -322,15 +327,21 @@ class Bridge:
         except Exception as exc:
             future = asyncio.get_running_loop().create_future()
             future.set_exception(exc)
-        future.add_done_callback(functools.partial(self._settled, session, key, pub))
+        future.add_done_callback(functools.partial(self._settled, session, key, pub, sent))
         return future
 
     def _settled(
-        self, session: ApplicationSession, key: int, pub: Publication, done: asyncio.Future[Any]
+        self,
+        session: ApplicationSession,
+        key: int,
+        pub: Publication,
+        sent: float,
+        done: asyncio.Future[Any],
     ) -> None:
         exc = asyncio.CancelledError() if done.cancelled() else done.exception()
         if exc is None:
             self.stats.published += 1
+            self.metrics.acknowledged(pub.envelope.name, pub.envelope.ts, sent)
             self.sequencer.published(pub.envelope.id)
             self._answer(pub.envelope.id, Ack(pub.envelope.id, True))
         elif _connection_lost(exc, session):
@@ -440,6 +451,7 @@ class Bridge:
                 self.config.router, leaving, on_join=self.on_join, on_leave=self.on_leave
             )
         )
+        endpoint = metrics.serve(self.metrics.registry, self.config.metrics, "bridge")
         receive = asyncio.ensure_future(self.receive(socket))
         receive.add_done_callback(self._intake_ended)
         pump = asyncio.ensure_future(self.pump())
@@ -468,6 +480,8 @@ class Bridge:
             if authenticator is not None:
                 authenticator.stop()
             context.term()
+            if endpoint is not None:
+                endpoint.close()
             log.info("stopped: %s", stats)
 
     async def _drain(self) -> None:
@@ -498,6 +512,7 @@ def main(argv: list[str] | None = None) -> None:
         default=app_spec(),
         help=f"the TopicRouter every route's topic must be declared in (env {APP_VAR})",
     )
+    metrics.add_arguments(parser, "bridge")
     args = parser.parse_args(argv)
     setup_logging()
     unset: list[str] = []
@@ -510,6 +525,8 @@ def main(argv: list[str] | None = None) -> None:
         else:
             ensure_backend_secret()
             config = load_config(args.config)
+            served = metrics.settings_from(args, "bridge", config.metrics)
+            config = config.model_copy(update={"metrics": served})
         check_routes(config, args.topics_app, str(args.config))
     except ConfigError as exc:
         print(f"sandbar-bridge: {exc}", file=sys.stderr)

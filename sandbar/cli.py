@@ -14,6 +14,7 @@ from pathlib import Path
 from pydantic import Field
 
 from bridge.keys import ensure_stack_keys
+from sandbar import metrics
 from sandbar.config import ConfigError, StrictModel
 from sandbar.health import bridge_ready, http_ready, topics_ready
 from sandbar.logs import setup_logging
@@ -34,6 +35,8 @@ class UpConfig(StrictModel):
     backend_port: int = 8081
     api_port: int = 5000
     bridge_port: int = 5555
+    #: /metrics of the bridge there and of topics on the next port (taken: other free ones); 0: off
+    metrics_port: int = Field(9470, ge=0, le=65534)
     api_workers: int = Field(2, gt=0)
     run_dir: Path = RUN_DIR
     bridge_config: Path = ROOT / "config" / "bridge.yaml"
@@ -58,6 +61,10 @@ class UpConfig(StrictModel):
         """The demo page; it assumes the API on port 5000 unless told with ``?api=``."""
         url = f"http://{self.host}:{self.router_port}/"
         return url if self.api_port == 5000 else f"{url}?api=http://{self.host}:{self.api_port}"
+
+    def metrics_urls(self) -> dict[str, str]:
+        ports = {"bridge": self.metrics_port, "topics": self.metrics_port + 1}
+        return {name: f"http://{self.host}:{port}/metrics" for name, port in ports.items()}
 
     def cors_origins(self) -> str:
         """The demo page's origins, which the API must allow (unless set explicitly)."""
@@ -89,6 +96,9 @@ class UpConfig(StrictModel):
             APP_VAR: self.topics_app,
             "SANDBAR_API_APP": self.api_app,
             "SANDBAR_API_ROUTES_CONFIG": str(self.bridge_config),  # the API numbers events by it
+            metrics.HOST_VAR: self.host,
+            metrics.port_var("bridge"): str(self.metrics_port),
+            metrics.port_var("topics"): str(self.metrics_port and self.metrics_port + 1),
         }
 
 
@@ -140,6 +150,9 @@ def up(config: UpConfig) -> int:
     secret = ensure_backend_secret()
     ensure_stack_keys(config.run_dir / "curve")
     load_app(config.topics_app)  # a wrong module:attribute fails here, once, not in each service
+    if config.metrics_port:
+        base = metrics.adjacent_ports(config.host, config.metrics_port, 2)
+        config = config.model_copy(update={"metrics_port": base})
     supervisor = Supervisor(build_services(config, secret), unhealthy_after=config.unhealthy_after)
 
     def announce() -> None:
@@ -151,6 +164,9 @@ def up(config: UpConfig) -> int:
             "bridge": f"tcp://{config.host}:{config.bridge_port}",
             "keys": f"{config.run_dir / 'curve' / 'api.keys'}  (EventSender(keys=...))",
             "sign in": f"{DEMO_USER} / {DEMO_PASSWORD}" if demo else "(demo user unavailable)",
+            "metrics": "  ".join(f"{url} ({name})" for name, url in config.metrics_urls().items())
+            if config.metrics_port
+            else "(off: --metrics-port 0)",
         }
         lines = "\n".join(f"  {name:<10} {url}" for name, url in urls.items())
         print(f"\nSandbar is ready:\n{lines}\n", flush=True)
@@ -196,6 +212,7 @@ def main(argv: list[str] | None = None) -> None:
         "backend_port",
         "api_port",
         "bridge_port",
+        "metrics_port",
         "api_workers",
         "run_dir",
         "bridge_config",

@@ -243,9 +243,11 @@ class Bridge(_Stoppable):
         *,
         path: Path = SHIPPED_BRIDGE_CONFIG,
         topics_app: str | None = None,
+        metrics_port: int = 0,
     ) -> None:
         """``config``: a mapping written as the YAML; else the file at ``path``. ``topics_app``:
-        the app whose topics the routes must reach (default: the shipped examples)."""
+        the app whose topics the routes must reach (default: the shipped examples).
+        ``metrics_port``: serve /metrics there (0: off)."""
         self.router = router
         self.port = free_port()
         self.endpoint = f"tcp://127.0.0.1:{self.port}"
@@ -259,7 +261,9 @@ class Bridge(_Stoppable):
             SANDBAR_ROUTER_BACKEND_URL=router_url or router.backend_url,
             **({APP_VAR: topics_app} if topics_app else {}),
         )
-        self.proc = Proc("bridge", [str(BIN / "sandbar-bridge"), str(path)], env, workdir)
+        argv = [str(BIN / "sandbar-bridge"), str(path), "--metrics-port", str(metrics_port)]
+        self.proc = Proc("bridge", argv, env, workdir)
+        self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
 
     def stats(self) -> dict[str, Any]:
         from sandbar.peers import backend_call
@@ -372,8 +376,10 @@ class Topics(_Stoppable):
         app: str = "tests.topics_app:topics",
         name: str = "topics",
         api_url: str = "http://127.0.0.1:9",
+        metrics_port: int = 0,
     ) -> None:
-        """``api_url``: the API that vouches for tokens (by default nothing listens there)."""
+        """``api_url``: the API that vouches for tokens (by default nothing listens there).
+        ``metrics_port``: serve /metrics there (0: off)."""
         self.router = router
         env = base_env(PYTHONPATH=str(ROOT))
         argv = [
@@ -386,8 +392,11 @@ class Topics(_Stoppable):
             "0.5",
             "--api-url",
             api_url,
+            "--metrics-port",
+            str(metrics_port),
         ]
         self.proc = Proc(name, argv, env, workdir)
+        self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
         self._joins_seen = 0
 
     def joins(self) -> int:

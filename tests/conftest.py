@@ -34,12 +34,25 @@ def api_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def router(tmp_path_factory: pytest.TempPathFactory, api_port: int) -> Iterator[Router]:
+def topics_metrics_port() -> int:
+    """Where the session's topics service serves /metrics (tests/test_metrics.py)."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def router(
+    tmp_path_factory: pytest.TempPathFactory, api_port: int, topics_metrics_port: int
+) -> Iterator[Router]:
     """One router and topics service for the session (they start in ~3 s); tests that
     restart or kill either make their own."""
     workdir = tmp_path_factory.mktemp("router")
     router = Router(workdir).start()
-    topics = Topics(workdir, router, api_url=f"http://127.0.0.1:{api_port}")
+    topics = Topics(
+        workdir,
+        router,
+        api_url=f"http://127.0.0.1:{api_port}",
+        metrics_port=topics_metrics_port,
+    )
     try:
         topics.start()
         yield router

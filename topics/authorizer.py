@@ -12,7 +12,6 @@ with ``write_only_senders=True``.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sys
 import time
@@ -23,6 +22,7 @@ from typing import Any
 
 from topics.gate import RateLimiter, SubscriptionCount
 from topics.handlers import HandlerFailed, Reject, call_hook
+from topics.metrics import EXPLAIN, TopicsMetrics
 from topics.patterns import MAX_URI_LENGTH
 from topics.payloads import check_relayable
 from topics.registry import Topic, TopicRouter
@@ -76,6 +76,12 @@ class Decision:
 
 
 ALLOW = Decision(True)
+DENIED = Decision(False, "authorizer error")
+Matched = tuple[Topic, dict[str, Any]] | None
+
+
+def _name(found: Matched) -> str | None:
+    return found[0].name if found is not None else None
 
 
 def deny(reason: str) -> Decision:
@@ -95,8 +101,10 @@ class Authorizer:
         clock: Callable[[], float] = time.time,
         limiter: RateLimiter | None = None,
         explain_limiter: RateLimiter | None = None,
+        metrics: TopicsMetrics | None = None,
     ) -> None:
         self.topics = topics
+        self.metrics = metrics or TopicsMetrics()  # the tester's count is the service's
         self.runtime = runtime
         self.allow_anonymous = allow_anonymous
         self.subscriptions = subscriptions
@@ -110,26 +118,40 @@ class Authorizer:
     async def authorize(
         self, session: SessionInfo, uri: str, action: str, options: dict[str, Any] | None = None
     ) -> Decision:
-        options = options or {}
+        """Decide, and count the decision by action, result and topic pattern."""
+        started = time.perf_counter()
+        decision, topic = DENIED, None  # an error denies (the service fails closed)
+        try:
+            decision, topic = await self._authorize(session, uri, action, options or {})
+        finally:
+            self.metrics.decided(action, decision.allow, topic, time.perf_counter() - started)
+        return decision
+
+    async def _authorize(
+        self, session: SessionInfo, uri: str, action: str, options: dict[str, Any]
+    ) -> tuple[Decision, str | None]:
+        """The decision, and the declared topic it was about (None if none matched)."""
         if len(uri) > MAX_URI_LENGTH:  # refused before it is matched, logged or remembered
-            return deny(f"URI too long ({len(uri)} characters); at most {MAX_URI_LENGTH}")
+            return deny(f"URI too long ({len(uri)} characters); at most {MAX_URI_LENGTH}"), None
         if not self.allow_anonymous and session.authmethod == "anonymous":
-            return deny("sign in first: this site does not serve anonymous sessions")
+            return deny("sign in first: this site does not serve anonymous sessions"), None
         if self.expired(session):
-            return deny(EXPIRED)
+            return deny(EXPIRED), None
         if action == "subscribe":
             match = options.get("match") or "exact"
-            decision = await self._subscribe(session, uri, match)
+            found = self.topics.match(uri, match)  # type: ignore[arg-type]
+            decision = await self._subscribe(session, uri, match, found)
             if not decision.allow:
                 self._remember_denial(session.id, uri, decision.reason or "denied")
             elif self.subscriptions is not None:
                 self.subscriptions.add(session.id, uri, match)
-            return decision
+            return decision, _name(found)
         if action == "publish":
-            return await self._publish(session, uri)
+            found = self.topics.match(uri)
+            return await self._publish(session, uri, found), _name(found)
         if action == "call":
             return self._call(uri)
-        return deny(f"clients may not {action} '{uri}'")
+        return deny(f"clients may not {action} '{uri}'"), None
 
     def explain(self, session_id: int, uri: str) -> str | None:
         """Why ``uri`` was last denied to this session, if this replica denied it."""
@@ -148,7 +170,7 @@ class Authorizer:
         if hook is None or topic.write_only_senders:
             return ALLOW
         refused = f"only sessions that may subscribe to '{uri}' may send to it"
-        return await self._ask(topic, hook, session, uri, params, refused)
+        return await self._ask(topic, "on_subscribe", hook, session, uri, params, refused)
 
     async def why(
         self, session_id: int, uri: str, who: Callable[[int], Awaitable[SessionInfo]]
@@ -164,7 +186,7 @@ class Authorizer:
         reason = self.explain(session_id, uri)
         if reason is not None:
             return {"uri": uri, "allowed": False, "reason": reason}
-        decision = await self.authorize(await who(session_id), uri, "subscribe")
+        decision, _ = await self._authorize(await who(session_id), uri, "subscribe", {})
         return {"uri": uri, "allowed": decision.allow, "reason": decision.reason}
 
     async def handle_publish(
@@ -177,7 +199,29 @@ class Authorizer:
     ) -> Handled:
         """``session.call(topic_uri, [payload])``: the sender check and on_publish decide,
         then everyone gets it. Raises ``Reject`` from the topic (or for a payload JSON
-        clients cannot read), or ``Refused`` for anything else."""
+        clients cannot read), or ``Refused`` for anything else. Counted by result."""
+        result = "error"
+        try:
+            handled = await self._handle_publish(caller, uri, args, kwargs, who)
+            result = "handler_sent" if handled.payload is None else "published"
+            return handled
+        except Reject:
+            result = "rejected"
+            raise
+        except Refused as exc:
+            result = exc.error.rsplit(".", 1)[-1]  # one of this module's few error URIs
+            raise
+        finally:
+            self.metrics.handled_publishes.labels(result).inc()
+
+    async def _handle_publish(
+        self,
+        caller: int,
+        uri: str,
+        args: Sequence[Any],
+        kwargs: dict[str, Any],
+        who: Callable[[int], Awaitable[SessionInfo]],
+    ) -> Handled:
         found = self.topics.match(uri)
         if found is None or not found[0].handles_publish:
             raise Refused(NO_SUCH_PROCEDURE, f"no topic '{shown(uri)}' takes messages")
@@ -205,6 +249,7 @@ class Authorizer:
         try:
             payload = await call_hook(hook, session, args[0], where=where, **params)
         except HandlerFailed:
+            self.metrics.hook_failed("on_publish", topic.name)
             raise Refused(
                 ERROR_INTERNAL, f"internal error in topic '{topic.name}' (logged)"
             ) from None
@@ -237,17 +282,22 @@ class Authorizer:
             return  # presence is about clients, not the bridge peeking at a topic
         session = Session.bind(info, uri, self.runtime)
         where = f"{hook_name} of topic '{topic.name}' for '{uri}' (session {session_id}, authid {info.authid})"
-        with contextlib.suppress(Reject, HandlerFailed):
+        try:
             await call_hook(hook, session, where=where, **params)
+        except Reject:
+            pass
+        except HandlerFailed:
+            self.metrics.hook_failed(hook_name, topic.name)
 
-    async def _subscribe(self, session: SessionInfo, uri: str, match: str) -> Decision:
+    async def _subscribe(
+        self, session: SessionInfo, uri: str, match: str, found: Matched
+    ) -> Decision:
         counted = self.subscriptions
         if counted is not None and counted.refuses(session.id, uri, match):
             return deny(
                 f"this session holds {counted.limit} subscriptions, the most allowed; "
                 "unsubscribe from one first"
             )
-        found = self.topics.match(uri, match)  # type: ignore[arg-type]
         if found is None:
             if match != "exact":
                 return deny(
@@ -258,10 +308,11 @@ class Authorizer:
         hook = topic.hook("on_subscribe")
         if hook is None:
             return ALLOW
-        return await self._ask(topic, hook, session, uri, params, "subscription refused")
+        return await self._ask(
+            topic, "on_subscribe", hook, session, uri, params, "subscription refused"
+        )
 
-    async def _publish(self, session: SessionInfo, uri: str) -> Decision:
-        found = self.topics.match(uri)
+    async def _publish(self, session: SessionInfo, uri: str, found: Matched) -> Decision:
         if found is None:
             return deny(f"no topic '{uri}'")
         topic, params = found
@@ -275,19 +326,21 @@ class Authorizer:
         hook = topic.hook("can_publish")
         if hook is None:
             return ALLOW
-        return await self._ask(topic, hook, session, uri, params, "publish refused")
+        return await self._ask(topic, "can_publish", hook, session, uri, params, "publish refused")
 
-    def _call(self, uri: str) -> Decision:
+    def _call(self, uri: str) -> tuple[Decision, str | None]:
         if uri == EXPLAIN_PROCEDURE:
-            return Decision(True, disclose=True)
+            return Decision(True, disclose=True), EXPLAIN
         found = self.topics.match(uri)
         if found is not None and found[0].handles_publish:
-            return Decision(True, disclose=True)  # the handler needs to know who is calling
-        return deny(f"no procedure '{uri}' for clients")
+            # the handler needs to know who is calling
+            return Decision(True, disclose=True), found[0].name
+        return deny(f"no procedure '{uri}' for clients"), None
 
     async def _ask(
         self,
         topic: Topic,
+        hook_name: str,
         hook: Any,
         info: SessionInfo,
         uri: str,
@@ -301,6 +354,7 @@ class Authorizer:
         except Reject as exc:
             return deny(exc.reason)
         except HandlerFailed:
+            self.metrics.hook_failed(hook_name, topic.name)
             return deny("internal error in the topic (logged)")
         return ALLOW if answer is None or answer is True else deny(refused)
 

@@ -8,9 +8,12 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autobahn.wamp.exception import ApplicationError
+
+if TYPE_CHECKING:
+    from topics.metrics import TopicsMetrics
 
 #: WAMP roles the router knows (see .crossbar/config.yaml); any other user role maps to "user"
 USER_ROLES = ("user", "staff")
@@ -21,16 +24,22 @@ EXPIRES_HEADER = "Sandbar-Token-Expires"
 class Authenticator:
     """Checks a browser's token with the API (``GET /auth/whoami``), the authority on tokens."""
 
-    def __init__(self, api_url: str, timeout: float = 5.0) -> None:
+    def __init__(
+        self, api_url: str, timeout: float = 5.0, metrics: TopicsMetrics | None = None
+    ) -> None:
         self.api_url, self.timeout = api_url.rstrip("/"), timeout
+        self.metrics = metrics
 
     async def authenticate(
         self, realm: str, authid: str, details: dict[str, Any]
     ) -> dict[str, Any]:
         ticket = details.get("ticket")
         if not isinstance(ticket, str) or not ticket:
+            self._counted("missing")
             raise ApplicationError("sandbar.error.invalid_token", "send your token as the ticket")
+        started = time.perf_counter()
         status, body, expires = await asyncio.to_thread(self._whoami, ticket)
+        self._counted(_RESULTS.get(status, "unavailable"), time.perf_counter() - started)
         if status == 200:
             role = body.get("role") if body.get("role") in USER_ROLES else "user"
             extra = dict(body.get("extra") or {})
@@ -48,6 +57,12 @@ class Authenticator:
             "signing in is not possible right now; try again shortly",
         )
 
+    def _counted(self, result: str, seconds: float | None = None) -> None:
+        if self.metrics is not None:
+            self.metrics.token_checks.labels(result).inc()
+            if seconds is not None:
+                self.metrics.token_check_seconds.observe(seconds)
+
     def _whoami(self, token: str) -> tuple[int, dict[str, Any], float | None]:
         """Status, body and the token's expiry (None if the API does not say)."""
         request = urllib.request.Request(
@@ -64,6 +79,9 @@ class Authenticator:
                 return exc.code, {}, None
         except (OSError, ValueError):
             return 0, {}, None
+
+
+_RESULTS = {200: "ok", 401: "invalid"}  # anything else: the API could not say
 
 
 def _seconds(value: str | None) -> float | None:

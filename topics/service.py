@@ -29,8 +29,10 @@ from autobahn.wamp.types import CallDetails, PublishOptions, RegisterOptions
 from pydantic import Field, field_validator
 
 from bridge.envelope import Envelope
+from sandbar import metrics
 from sandbar.config import ConfigError, StrictModel
 from sandbar.logs import setup_logging
+from sandbar.metrics import MetricsSettings
 from sandbar.secrets import ensure_backend_secret
 from sandbar.service import run_until_signalled
 from sandbar.wamp import ApplicationSession, RouterConnection, stay_connected
@@ -47,6 +49,7 @@ from topics.authorizer import (
 from topics.directory import SessionDirectory
 from topics.gate import Authenticator, RateLimiter, SubscriptionCount
 from topics.handlers import Reject
+from topics.metrics import TopicsMetrics
 from topics.payloads import check_relayable
 from topics.registry import APP_VAR, DEFAULT_APP, TopicRouter, app_spec, load_app
 from topics.session import Addressing, SessionInfo
@@ -79,6 +82,8 @@ class TopicsConfig(StrictModel):
     explain_burst: int = Field(20, gt=0)
     #: subscriptions one session may hold at once
     max_subscriptions: int = Field(100, gt=0)
+    #: ``/metrics`` (sandbar/metrics.py); off unless a port is given
+    metrics: MetricsSettings = MetricsSettings()
 
     @field_validator("app")
     @classmethod
@@ -126,6 +131,8 @@ class TopicsService:
         self.held = SubscriptionCount(config.max_subscriptions)
         self.limiter = RateLimiter(config.publish_rate, config.publish_burst)
         self.explain_limiter = RateLimiter(config.explain_rate, config.explain_burst)
+        self.metrics = TopicsMetrics()
+        self.metrics.leader.set_function(lambda: float(self.is_leader))
         self.authorizer = Authorizer(
             topics,
             self,
@@ -133,8 +140,9 @@ class TopicsService:
             subscriptions=self.held,
             limiter=self.limiter,
             explain_limiter=self.explain_limiter,
+            metrics=self.metrics,
         )
-        self.authenticator = Authenticator(config.api_url)
+        self.authenticator = Authenticator(config.api_url, metrics=self.metrics)
         self._expiries: dict[int, asyncio.TimerHandle] = {}  # session id → its end
         self._ending: set[asyncio.Future[None]] = set()
         self.sessions = SessionDirectory()
@@ -311,8 +319,14 @@ class TopicsService:
         )
         log.info("ended %d sessions of %s", len(killed or []), payload["user"])
 
+    async def on_session_joined(self, details: dict[str, Any]) -> None:
+        if self.is_leader:  # every replica hears it; one counts, so replicas sum
+            self.metrics.sessions_joined.labels(str(details.get("authrole"))).inc()
+
     async def on_session_left(self, session_id: int, *_: Any) -> None:
         """A session left or its connection dropped: it unsubscribed from everything."""
+        if self.is_leader:
+            self.metrics.sessions_left.inc()
         self.limiter.forget(session_id)
         self.explain_limiter.forget(session_id)
         self.held.forget(session_id)
@@ -375,6 +389,7 @@ class TopicsService:
         await session.subscribe(self.on_subscribed, "wamp.subscription.on_subscribe")
         await session.subscribe(self.on_unsubscribed, "wamp.subscription.on_unsubscribe")
         await session.subscribe(self.on_subscription_deleted, "wamp.subscription.on_delete")
+        await session.subscribe(self.on_session_joined, "wamp.session.on_join")
         await session.subscribe(self.on_session_left, "wamp.session.on_leave")
         await session.subscribe(self.on_revoked, REVOKED)
         self._campaign = asyncio.ensure_future(self._campaign_for_leader(session))
@@ -415,6 +430,7 @@ class TopicsService:
             return
 
     async def run(self, stop: asyncio.Event) -> None:
+        endpoint = metrics.serve(self.metrics.registry, self.config.metrics, "topics")
         leaving = asyncio.Event()
         connection = asyncio.ensure_future(
             stay_connected(
@@ -425,6 +441,8 @@ class TopicsService:
         await self._retire()
         leaving.set()
         await connection
+        if endpoint is not None:
+            endpoint.close()
         log.info("stopped")
 
 
@@ -493,6 +511,7 @@ def main(argv: list[str] | None = None) -> None:
         default=int(env.get("SANDBAR_TOPICS_MAX_SUBSCRIPTIONS", 100)),
         help="subscriptions one session may hold at once (default: 100)",
     )
+    metrics.add_arguments(parser, "topics")
     args = parser.parse_args(argv)
     setup_logging()
     try:
@@ -505,6 +524,7 @@ def main(argv: list[str] | None = None) -> None:
             publish_burst=args.publish_burst,
             explain_rate=args.explain_rate,
             max_subscriptions=args.max_subscriptions,
+            metrics=metrics.settings_from(args, "topics", env=env),
             router=RouterConnection(
                 url=args.router_url,
                 authid="topics",

@@ -32,6 +32,7 @@ def main() -> None:
     for name in ("router-port", "backend-port", "bridge-port"):
         parser.add_argument(f"--{name}", type=int, required=True)
     parser.add_argument("--run-dir", type=Path, required=True)
+    parser.add_argument("--metrics-port", type=int, default=0)
     args = parser.parse_args()
     setup_logging()
     cli.build_services = _topics_and_bridge

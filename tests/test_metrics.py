@@ -1,0 +1,293 @@
+"""Each service's /metrics, scraped over HTTP and parsed by prometheus_client's own parser:
+after known actions every counter moved by exactly the expected amount."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import re
+import socket
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+import yaml
+import zmq
+from autobahn.wamp.exception import ApplicationError
+from prometheus_client.parser import text_string_to_metric_families
+
+from bridge.config import load_config, stand_ins
+from bridge.envelope import Ack
+from sandbar import metrics
+from sandbar.config import ConfigError
+from sandbar.metrics import MetricsSettings
+from tests.support.procs import (
+    ROOT,
+    SHIPPED_BRIDGE_CONFIG,
+    Bridge,
+    Proc,
+    base_env,
+    dealer,
+    free_port,
+    wait_until,
+)
+from tests.support.wamp import Client, backend_call
+from tests.test_up import _reaped
+from tests.topics_app import topics as test_topics
+from topics.testing import TopicTester
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(url: str) -> Samples:
+    response = requests.get(url, timeout=5)
+    assert response.status_code == 200, response.text
+    assert response.headers["Content-Type"].startswith("text/plain")
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def moved(before: Samples, after: Samples) -> dict[str, float]:
+    """Every count that changed, as ``name{labels}`` → delta: not the process's own, nor
+    sums and buckets (which depend on the latency measured; checked apart)."""
+    changed = {}
+    for key in before.keys() | after.keys():
+        name, labels = key
+        if name.startswith(("process_", "python_")) or name.endswith(
+            ("_sum", "_created", "_bucket")
+        ):
+            continue
+        delta = after.get(key, 0.0) - before.get(key, 0.0)
+        if delta:
+            shown = ",".join(f"{k}={v}" for k, v in sorted(labels))
+            changed[f"{name}{{{shown}}}" if shown else name] = delta
+    return changed
+
+
+# -- bridge ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def metered_bridge(router, tmp_path):
+    with Bridge(tmp_path, router, metrics_port=free_port()).start() as bridge:
+        yield bridge
+
+
+def _send_acknowledged(sock: zmq.Socket[bytes], event_id: str, age_ms: int) -> None:
+    sent = {
+        "id": event_id,
+        "name": "article.created",
+        "ts": time.time_ns() // 1_000_000 - age_ms,
+        "payload": {"id": 1, "title": "metered"},
+        "ack": True,
+    }
+    sock.send(json.dumps(sent).encode())
+    ack = Ack.from_bytes(sock.recv())
+    assert (ack.id, ack.ok) == (event_id, True)
+
+
+def test_bridge_counts_one_event_one_malformed_frame_and_one_reconnect(metered_bridge, router):
+    bridge = metered_bridge
+    sock = dealer(bridge.endpoint)
+    sock.setsockopt(zmq.RCVTIMEO, 5000)
+    before = scrape(bridge.metrics_url)
+    assert value(before, "sandbar_bridge_router_connected") == 1
+
+    _send_acknowledged(sock, "metered-1", age_ms=2000)  # stamped 2 s ago, as if queued
+    sock.send(b"[1, 2, 3]")
+    wait_until(lambda: bridge.stats()["malformed_total"] == 1, 5, "the bad frame counted")
+    after = scrape(bridge.metrics_url)
+    age = "sandbar_bridge_event_age_seconds"
+    assert moved(before, after) == {
+        "sandbar_bridge_frames_received_total": 2,
+        "sandbar_bridge_events_received_total": 1,
+        "sandbar_bridge_frames_malformed_total{reason=not_object}": 1,
+        "sandbar_bridge_events_published_total": 1,
+        "sandbar_bridge_ack_latency_seconds_count": 1,
+        f"{age}_count{{route=article.created}}": 1,
+    }
+    # the age counts from the envelope's ts: at least the 2 s it was stamped before sending
+    assert 2.0 <= value(after, f"{age}_sum", route="article.created") < 10
+    assert value(after, f"{age}_bucket", route="article.created", le="1.0") == 0
+    assert value(after, f"{age}_bucket", route="article.created", le="5.0") == 1
+    stats = bridge.stats()  # one count, two views
+    assert value(after, "sandbar_bridge_events_published_total") == stats["published"]
+    assert value(after, "sandbar_bridge_events_buffered") == stats["buffered"] == 0
+    assert value(after, "sandbar_bridge_events_in_flight") == stats["in_flight"] == 0
+
+    backend_call(router.backend_url, "wamp.session.kill_by_authid", "bridge")
+    wait_until(
+        lambda: value(scrape(bridge.metrics_url), "sandbar_bridge_router_reconnects_total") == 1,
+        10,
+        "the bridge reconnected",
+    )
+    _send_acknowledged(sock, "metered-2", age_ms=0)
+    again = scrape(bridge.metrics_url)
+    assert value(again, "sandbar_bridge_router_connects_total") == 2
+    assert value(again, "sandbar_bridge_router_connected") == 1
+    assert value(again, "sandbar_bridge_events_published_total") == 2
+    assert value(again, "sandbar_bridge_events_refused_total") == 0
+    sock.close()
+
+
+# -- topics ---------------------------------------------------------------------------
+
+
+def _denied(client: Client, uri: str) -> None:
+    with pytest.raises(ApplicationError):
+        client.subscribe(uri)
+
+
+def test_topics_counts_decisions_publishes_hook_errors_sessions_and_tokens(
+    router, topics_metrics_port
+):
+    url = f"http://127.0.0.1:{topics_metrics_port}/metrics"
+    before = scrape(url)
+    assert value(before, "sandbar_topics_leader") == 1
+
+    client = Client(router.ws_url)  # anonymous
+    _denied(client, "nope.nothing")  # the refused subscribe
+    client.subscribe("articles")
+    client.call("chat.lobby", {"text": "hi"})  # a handled publish, published
+    with pytest.raises(ApplicationError, match="internal error in the topic"):
+        client.call("boom.x", {"text": "hi"})  # its on_subscribe (the sender check) raises
+    with pytest.raises(ApplicationError):
+        Client(router.ws_url, ticket="not-a-token")  # nothing answers at the API's URL
+    client.close()
+
+    chat = "chat.{channel:[a-z0-9][a-z0-9_-]{0,31}}"
+    expected = {
+        "sandbar_topics_sessions_joined_total{role=anonymous}": 1,
+        "sandbar_topics_decisions_total{action=subscribe,result=deny,topic=(none)}": 1,
+        "sandbar_topics_decisions_total{action=subscribe,result=allow,topic=articles}": 1,
+        f"sandbar_topics_decisions_total{{action=call,result=allow,topic={chat}}}": 1,
+        "sandbar_topics_decisions_total{action=call,result=allow,topic=boom.{x}}": 1,
+        "sandbar_topics_decision_seconds_count{action=subscribe}": 2,
+        "sandbar_topics_decision_seconds_count{action=call}": 2,
+        "sandbar_topics_handled_publishes_total{result=published}": 1,
+        "sandbar_topics_handled_publishes_total{result=not_authorized}": 1,
+        "sandbar_topics_hook_errors_total{hook=on_subscribe,topic=boom.{x}}": 1,
+        "sandbar_topics_token_checks_total{result=unavailable}": 1,
+        "sandbar_topics_token_check_seconds_count": 1,
+        "sandbar_topics_sessions_left_total": 1,
+    }
+
+    with contextlib.suppress(TimeoutError):  # the leave is a meta event, a moment later
+        wait_until(lambda: moved(before, scrape(url)) == expected, 5, "all counted")
+    assert moved(before, scrape(url)) == expected
+
+
+def test_the_in_process_tester_counts_as_the_service_does():
+    tester = TopicTester(test_topics)
+    registry = tester.authorizer.metrics.registry
+    client = tester.client()
+    assert not client.subscribe("nope.nothing")
+    assert client.subscribe("articles")
+    sample = registry.get_sample_value
+    decisions = "sandbar_topics_decisions_total"
+    assert sample(decisions, {"action": "subscribe", "result": "deny", "topic": "(none)"}) == 1
+    assert sample(decisions, {"action": "subscribe", "result": "allow", "topic": "articles"}) == 1
+    assert sample("sandbar_topics_decision_seconds_count", {"action": "subscribe"}) == 2
+    tester.close()
+
+
+# -- sandbar up -----------------------------------------------------------------------
+
+
+def test_sandbar_up_serves_and_prints_the_metrics_urls(tmp_path: Path):
+    """``sandbar up``'s own code (tests/support/stack.py: topics and bridge, no router)."""
+    ports = {name: free_port() for name in ("router", "backend", "bridge")}
+    base = free_port()
+    argv = [sys.executable, "-m", "tests.support.stack", "--run-dir", str(tmp_path / "run")]
+    argv += [arg for name, port in ports.items() for arg in (f"--{name}-port", str(port))]
+    up = Proc("up", [*argv, "--metrics-port", str(base)], base_env(PYTHONPATH=str(ROOT)), tmp_path)
+    pids: list[int] = []
+    with _reaped(up, pids):
+        up.start()
+        wait_until(lambda: "Sandbar is ready" in up.output(), 30, "ready banner")
+        [line] = [line for line in up.output().splitlines() if line.startswith("  metrics ")]
+        urls = dict(
+            (name.strip("()"), url)
+            for url, name in zip(line.split()[1::2], line.split()[2::2], strict=True)
+        )
+        assert set(urls) == {"bridge", "topics"}
+        port = {name: int(url.rsplit(":", 1)[1].split("/")[0]) for name, url in urls.items()}
+        assert port["topics"] == port["bridge"] + 1
+        wait_until(lambda: requests.get(urls["bridge"], timeout=2).ok, 20, "bridge metrics")
+        wait_until(lambda: requests.get(urls["topics"], timeout=2).ok, 20, "topics metrics")
+        assert value(scrape(urls["bridge"]), "sandbar_bridge_router_connected") == 0
+        assert value(scrape(urls["topics"]), "sandbar_topics_leader") == 0
+        served = {name for url in urls.values() for name in _families(url)}
+    documented = set(re.findall(r"^\| `(sandbar_\w+)`", (ROOT / "README.md").read_text(), re.M))
+    assert served == documented  # the README's Metrics table lists exactly what is served
+
+
+def _families(url: str) -> set[str]:
+    text = requests.get(url, timeout=5).text
+    return {
+        family.name + ("_total" if family.type == "counter" else "")
+        for family in text_string_to_metric_families(text)
+        if family.name.startswith("sandbar_")
+    }
+
+
+# -- settings -------------------------------------------------------------------------
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    metrics.add_arguments(parser, "bridge")
+    return parser.parse_args(list(argv))
+
+
+def test_the_flag_beats_the_environment_which_beats_the_yaml():
+    yaml_says = MetricsSettings(host="127.0.0.2", port=9001)
+    env = {"SANDBAR_BRIDGE_METRICS_PORT": "9002"}
+    assert metrics.settings_from(_args(), "bridge", yaml_says, {}) == yaml_says
+    assert metrics.settings_from(_args(), "bridge", yaml_says, env).port == 9002
+    assert (
+        metrics.settings_from(_args("--metrics-port", "9003"), "bridge", yaml_says, env).port
+        == 9003
+    )
+    assert metrics.settings_from(_args("--metrics-port", ""), "bridge", yaml_says, env).port == 0
+    assert (
+        metrics.settings_from(_args(), "bridge", None, {"SANDBAR_BRIDGE_METRICS_PORT": " "}).port
+        == 0
+    )
+    assert metrics.settings_from(_args(), "bridge", None, {}) == MetricsSettings()  # off, loopback
+    with pytest.raises(ConfigError, match="SANDBAR_BRIDGE_METRICS_PORT: 'x' is not a port"):
+        metrics.settings_from(_args(), "bridge", None, {"SANDBAR_BRIDGE_METRICS_PORT": "x"})
+    with pytest.raises(SystemExit):
+        _args("--metrics-port", "70000")
+
+
+def test_the_bridge_yaml_metrics_section_is_validated(tmp_path):
+    config = yaml.safe_load(SHIPPED_BRIDGE_CONFIG.read_text())
+    path = tmp_path / "bridge.yaml"
+    path.write_text(yaml.safe_dump({**config, "metrics": {"port": 9100}}))
+    env, _ = stand_ins(path)  # no secrets needed
+    assert load_config(path, env, check_only=True).metrics.port == 9100
+    path.write_text(yaml.safe_dump({**config, "metrics": {"prot": 9100}}))
+    with pytest.raises(ConfigError, match="prot"):
+        load_config(path, env, check_only=True)
+
+
+def test_a_taken_metrics_port_is_logged_and_the_service_runs_on(caplog):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = MetricsSettings(port=port)
+        assert metrics.serve(metrics.new_registry(), settings, "bridge") is None
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in caplog.text
+    assert "SANDBAR_BRIDGE_METRICS_PORT" in caplog.text
