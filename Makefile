@@ -9,6 +9,8 @@ NPM_STAMP := node_modules/.package-lock.json
 VENDOR    := web/vendor/autobahn.min.js
 # The browser tests drive Debian's Chromium; installed when missing (root, or through sudo).
 CHROMIUM ?= /usr/bin/chromium
+# pytest workers: most of a test's time is spent waiting on real servers, so two share two cores
+TEST_WORKERS ?= 2
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: up test lint install browser postgresql clean bench bench-quick bench-tune
@@ -21,7 +23,7 @@ test: $(STAMP) $(VENDOR) browser postgresql
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	bash docker/engine.sh  # the compose test needs a Docker engine: installs/starts one if need be
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
 
 # Every path beside the router's ceiling (bench/paths.py), then reliable vs fire-and-forget.
 bench: $(STAMP)
