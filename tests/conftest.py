@@ -30,6 +30,7 @@ def pytest_runtest_makereport(
 CONTAINER_MODULES = {"tests.test_compose", "tests.test_postgres_compose"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the marks into node ids
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Under pytest-xdist (``--dist loadgroup``) a module's tests stay on one worker, so
     they share its module-scoped stacks; the container tests share one group."""
