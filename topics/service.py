@@ -134,7 +134,9 @@ class TopicsService:
             limiter=self.limiter,
             explain_limiter=self.explain_limiter,
         )
-        self.authenticator = Authenticator(config.api_url)
+        self.authenticator = Authenticator(
+            config.api_url, proof_secret=config.router.ticket.get_secret_value()
+        )
         self._expiries: dict[int, asyncio.TimerHandle] = {}  # session id → its end
         self._ending: set[asyncio.Future[None]] = set()
         self.sessions = SessionDirectory()
