@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 import requests
 from playwright.sync_api import Page
+from sqlalchemy import delete
 
-from api.db import make_engine, outbox_epoch
+from api.db import make_engine, outbox, outbox_epoch
 from api.outbox import record
 from api.writers import begin_write
 from bridge.config import load_routes
@@ -266,3 +267,49 @@ def test_a_forged_header_naming_another_users_session_is_ignored(pages, stack):
         timeout=10,
     )
     assert [e["payload"]["id"] for e in response.json()["events"]] == forged
+
+
+def test_a_pruned_catch_up_window_asks_the_page_to_reload(pages, stack):
+    _, _, api = stack
+    page = open_probe(pages, stack)
+    seen = post(api, "seen live")
+    first_seq = wait_got(page, 1)[0]["seq"]
+    page.context.set_offline(True)
+    page.evaluate("window.probe.connection._transport.close()")
+    page.wait_for_function("window.probe.states.at(-1) === 'reconnecting'", timeout=5000)
+    missed = [post(api, f"pruned {n}") for n in range(3)]
+    kept = post(api, "kept")
+    engine = make_engine(f"sqlite:///{api.database}")  # retention pruned what it missed
+    try:
+        with begin_write(engine) as conn:
+            conn.execute(
+                delete(outbox).where(outbox.c.topic == "articles", outbox.c.seq <= first_seq + 3)
+            )
+    finally:
+        engine.dispose()
+    page.context.set_offline(False)
+    page.wait_for_function("window.probe.reloads.length >= 1", timeout=20_000)
+    assert page.evaluate("window.probe.reloads") == ["truncated"]
+    after = post(api, "live after the reload")
+    events = wait_got(page, 2)
+    assert [e["id"] for e in events] == [seen, after]  # nothing patched in: the page reloads
+    assert not set(missed) & {e["id"] for e in events} and kept not in missed
+    print(f"\ntruncated: counts {counts(page)}")
+
+
+def test_a_new_database_asks_the_page_to_reload(pages, stack, tmp_path):
+    _, _, api = stack
+    page = open_probe(pages, stack)
+    old = post(api, "in the old database")
+    wait_got(page, 1)
+    api.stop()
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{api.database}{suffix}").unlink(missing_ok=True)
+    api.start()
+    api.__dict__.pop("auth", None)  # the writer is gone with the database
+    new = post(api, "in the new database")  # seq 1 again, another epoch
+    events = wait_got(page, 2)
+    assert [e["id"] for e in events] == [old, new]
+    assert events[1]["seq"] == 1 and not events[1]["recovered"]
+    assert page.evaluate("window.probe.reloads") == ["epoch"]
+    print(f"\nnew epoch: counts {counts(page)}")
