@@ -16,7 +16,8 @@ from typing import Any
 
 from flask import has_request_context, request
 
-from api.auth import TokenError, current_user
+from api.auth import current_user
+from api.errors import ApiError
 
 log = logging.getLogger("sandbar.api.others")
 
@@ -47,7 +48,7 @@ def sender_session() -> dict[str, Any] | None:
         return None
     try:
         user = current_user()
-    except TokenError:
+    except ApiError:  # not a valid Bearer token (anonymous writes may be allowed)
         _ignore("bad_token")
         return None
     return {"session": int(match.group(1)), "user": user.username, "proof": match.group(2)}

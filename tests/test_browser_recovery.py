@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import requests
-from playwright.sync_api import Page
+from playwright.sync_api import Page, expect
 from sqlalchemy import delete
 
 from api.db import make_engine, outbox, outbox_epoch
@@ -297,7 +297,38 @@ def test_a_pruned_catch_up_window_asks_the_page_to_reload(pages, stack):
     print(f"\ntruncated: counts {counts(page)}")
 
 
-def test_a_new_database_asks_the_page_to_reload(pages, stack, tmp_path):
+def sign_in_on_page(page: Page, user: str) -> None:
+    page.fill("#signin-form [name=username]", user)
+    page.fill("#signin-form [name=password]", "correct horse battery")
+    page.click("#signin-form button[type=submit]")
+    expect(page.locator("#account-user")).to_have_text(user)
+    wait_open(page)
+    expect(page.locator("#feed-status")).to_have_attribute("data-kind", "live")
+
+
+def test_the_demo_pages_not_to_this_tab_box(pages, stack):
+    router, _, api = stack
+    api.add_user("demotabs")
+    pages.point_at(router.port, api.url)
+    this_tab, other_tab = pages.open(channel="general"), pages.open(channel="general")
+    for page in (this_tab, other_tab):
+        sign_in_on_page(page, "demotabs")
+    this_tab.fill("#article-form [name=title]", "Only for my other tabs")
+    this_tab.fill("#article-form [name=body]", "Sent with X-Sandbar-Session.")
+    this_tab.check("#article-form [name=others]")
+    this_tab.click("#article-form button[type=submit]")
+    expect(this_tab.locator("#article-status")).to_contain_text("not this one")
+    created = int(this_tab.locator("#article-status").inner_text().split("#")[1].split(":")[0])
+    expect(other_tab.locator(f'#feed-list li[data-id="{created}"]')).to_have_attribute(
+        "data-live", "true"
+    )
+    expect(this_tab.locator("#article-form [name=others]")).to_be_checked()  # kept on
+    time.sleep(1.0)
+    expect(this_tab.locator(f'#feed-list li[data-id="{created}"]')).to_have_count(0)
+
+
+def test_a_new_database_asks_the_page_to_reload(pages, stack):
+    """Last in the module: it replaces the stack's database."""
     _, _, api = stack
     page = open_probe(pages, stack)
     old = post(api, "in the old database")
