@@ -25,12 +25,13 @@ test: $(STAMP) $(VENDOR) browser postgresql
 	bash docker/engine.sh  # the compose test needs a Docker engine: installs/starts one if need be
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
 
-# Every path beside the router's ceiling (bench/paths.py), then reliable vs fire-and-forget.
-bench: $(STAMP)
+# Every path beside the router's ceiling (bench/paths.py), then reliable vs fire-and-forget;
+# the rest paths on SQLite and on a throwaway PostgreSQL server.
+bench: $(STAMP) postgresql
 	$(BIN)/python -m bench.paths
 	$(BIN)/python -m bench.delivery
 
-bench-quick: $(STAMP)
+bench-quick: $(STAMP) postgresql
 	$(BIN)/python -m bench.paths --quick
 	$(BIN)/python -m bench.delivery --quick
 
@@ -64,11 +65,12 @@ browser:
 	  $(SUDO) apt-get update -q && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; }
 
-# The database tests start throwaway servers from Debian's postgresql (tests/support/postgres.py).
+# The database tests and the benchmarks start throwaway servers from Debian's postgresql
+# (sandbar/pgserver.py).
 PG_CTL = $(firstword $(wildcard /usr/lib/postgresql/*/bin/pg_ctl))
 postgresql:
 	@test -n "$(PG_CTL)" || { \
-	  echo "installing Debian's postgresql for the database tests"; \
+	  echo "installing Debian's postgresql for the database tests and benchmarks"; \
 	  $(SUDO) apt-get update -q && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql; }
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from flask import Flask, Response, request
 
-ALLOWED_HEADERS = "Content-Type, Authorization"
+ALLOWED_HEADERS = "Content-Type, Authorization, X-Sandbar-Session"
 PREFLIGHT_MAX_AGE = "600"  # seconds a browser may cache the preflight answer
 
 

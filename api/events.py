@@ -12,8 +12,9 @@ from flask import Blueprint, current_app, request
 from sqlalchemy import func, select
 
 from api.auth import current_user
-from api.db import outbox
+from api.db import outbox, outbox_epoch
 from api.errors import MAX_INTEGER, ApiError, invalid, query_int
+from api.others import reader_sessions
 from topics.authorizer import Authorizer
 from topics.service import load_router
 from topics.session import SessionInfo
@@ -49,15 +50,28 @@ def _check_may_read(reader: SessionInfo, topic: str) -> None:
         raise ApiError(403, "forbidden", f"topic '{topic}': {decision.reason}")
 
 
-def _addressed_to(reader: SessionInfo, audience: str | None) -> bool:
-    """Events for particular users (``to_authids`` routes) only reach those users."""
+def _addressed_to(reader: SessionInfo, audience: str | None, own: set[int]) -> bool:
+    """Events for particular users (``to_authids`` routes) only reach those users, and an
+    event its own request sent to others (toOthers) skips the reader's sessions it named,
+    if the reader is that request's user (a header can only hide events from oneself)."""
     if audience is None:
         return True
     options = json.loads(audience)
+    others = options.get("others") or {}
+    if others.get("session") in own and others.get("user") == reader.authid:
+        return False
     if reader.authid in (options.get("exclude_authid") or []):
         return False
     eligible = options.get("eligible_authid")
     return eligible is None or reader.authid in eligible
+
+
+def _epoch() -> str:
+    """The outbox's epoch (the seq numbering's), read once per app."""
+    extensions = current_app.extensions
+    if "sandbar_epoch" not in extensions:
+        extensions["sandbar_epoch"] = outbox_epoch(extensions["sandbar_db"])
+    return str(extensions["sandbar_epoch"])
 
 
 @bp.get("/events")
@@ -76,6 +90,7 @@ def catch_up() -> dict[str, Any]:
     limit = query_int("limit", 100, top, f"must be an integer from 1 to {top}", low=1)
     reader = _reader()
     _check_may_read(reader, topic)
+    own = reader_sessions()
     with current_app.extensions["sandbar_db"].connect() as conn:
         rows = conn.execute(
             select(outbox)
@@ -99,10 +114,11 @@ def catch_up() -> dict[str, Any]:
             "payload": json.loads(r.payload),
         }
         for r in rows[:limit]
-        if _addressed_to(reader, r.audience)
+        if _addressed_to(reader, r.audience, own)
     ]
     return {
         "topic": topic,
+        "epoch": _epoch(),  # a client that saw another epoch must reload instead
         "events": events,
         "more": len(rows) > limit,
         # events before `oldest` were pruned: a client that needs them must reload instead

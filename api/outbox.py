@@ -127,9 +127,10 @@ def record(
     payload: dict[str, Any],
     lease_seconds: float,
     epoch: str | None = None,
+    others: dict[str, Any] | None = None,
 ) -> Envelope:
     """Write one event into the outbox within ``conn``'s transaction; return its envelope."""
-    envelope = Envelope(name=name, payload=payload, ack=True, epoch=epoch)
+    envelope = Envelope(name=name, payload=payload, ack=True, epoch=epoch, others=others)
     try:
         publication = routes.resolve(envelope)
         body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
@@ -139,6 +140,8 @@ def record(
         raise ValueError(f"event '{name}': payload is not JSON-serialisable ({exc})") from None
     seq = next_seq(conn, publication.topic)
     audience = {k: v for k, v in publication.options.items() if k != "retain"}
+    if others is not None:  # toOthers: kept for resends and for GET /events
+        audience["others"] = others
     conn.execute(
         _INSERT_EVENT,
         {
@@ -213,15 +216,18 @@ class Outbox:
                 self._warned_at = time.monotonic()
                 log.warning("event not sent now (%s); the outbox resends it later", exc)
 
-    def emit(self, name: str, payload: dict[str, Any]) -> None:
+    def emit(
+        self, name: str, payload: dict[str, Any], others: dict[str, Any] | None = None
+    ) -> None:
         """Record an event in the current transaction, or in one of its own."""
         unit = _current.get()
         if unit is None:
             with self.transaction():
-                self.emit(name, payload)
+                self.emit(name, payload, others)
             return
         lease = self.settings.lease_seconds
-        unit.envelopes.append(record(unit.conn, self.routes, name, payload, lease, self.epoch))
+        envelope = record(unit.conn, self.routes, name, payload, lease, self.epoch, others)
+        unit.envelopes.append(envelope)
 
 
 # -- relaying -------------------------------------------------------------------------
@@ -401,6 +407,7 @@ class Relay:
                 floor=floor_of.get(r.topic, r.seq),
                 epoch=self.epoch,
                 ack=True,
+                others=json.loads(r.audience).get("others") if r.audience else None,
             )
             for r in sorted(rows, key=lambda r: r.id)
         ]

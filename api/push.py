@@ -30,15 +30,18 @@ from flask import Flask, current_app
 from sqlalchemy import Connection, Engine
 
 from api.backends import begin_write
+from api.others import sender_session
 from api.outbox import Outbox
 from bridge.client import EventSender, SendError
+from bridge.envelope import Envelope
 
 log = logging.getLogger("sandbar.api.push")
 
 PayloadFactory = Callable[..., dict[str, Any]]
 
-_after_commit: contextvars.ContextVar[list[tuple[str, dict[str, Any]]] | None] = (
-    contextvars.ContextVar("push_after_commit", default=None)
+Pending = tuple[str, dict[str, Any], dict[str, Any] | None]  # name, payload, others
+_after_commit: contextvars.ContextVar[list[Pending] | None] = contextvars.ContextVar(
+    "push_after_commit", default=None
 )
 
 
@@ -110,30 +113,32 @@ class Push:
                 yield conn
             return
         assert self.engine is not None
-        pending: list[tuple[str, dict[str, Any]]] = []
+        pending: list[Pending] = []
         token = _after_commit.set(pending)
         try:
             with begin_write(self.engine) as conn:
                 yield conn
         finally:
             _after_commit.reset(token)
-        for name, payload in pending:  # committed
-            self._send_now(name, payload)
+        for name, payload, others in pending:  # committed
+            self._send_now(name, payload, others)
 
     def emit(self, name: str, payload: dict[str, Any]) -> None:
-        """Record (reliable) or queue for after commit (fire-and-forget) one event."""
+        """Record (reliable) or queue for after commit (fire-and-forget) one event; a
+        request naming its browser session (toOthers) leaves that session out."""
+        others = sender_session()
         if self.outbox is not None:
-            self.outbox.emit(name, payload)
+            self.outbox.emit(name, payload, others)
             return
         pending = _after_commit.get()
         if pending is not None:
-            pending.append((name, payload))
+            pending.append((name, payload, others))
         else:
-            self._send_now(name, payload)
+            self._send_now(name, payload, others)
 
-    def _send_now(self, name: str, payload: dict[str, Any]) -> None:
+    def _send_now(self, name: str, payload: dict[str, Any], others: dict[str, Any] | None) -> None:
         assert self.sender is not None
         try:
-            self.sender.send(name, payload)
+            self.sender.send_envelope(Envelope(name=name, payload=payload, others=others))
         except SendError as exc:
             log.error("event not forwarded: %s", exc)

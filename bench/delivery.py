@@ -1,9 +1,10 @@
 """The reliable path (outbox, acknowledged hand-off) against fire-and-forget, in one run.
 
-Both paths run side by side against the same router and bridge, each with its own
-API (gunicorn, 2 workers) and database, measured in alternating rounds so that
-machine noise hits both alike, with the same client and subscribers as
-``bench.paths``. Prints a markdown table; writes JSON next to it.
+Both paths, on SQLite and on a throwaway PostgreSQL server (``-pg``), run side by side
+against the same router and bridge, each with its own API (gunicorn, 2 workers) and
+database, measured in alternating rounds so that machine noise hits all alike, with the
+same client and subscribers as ``bench.paths``. Prints a markdown table; writes JSON next
+to it.
 
     python -m bench.delivery [--quick]
 """
@@ -23,6 +24,7 @@ from bench.publishers import TOPIC, Rest
 from bench.report import RESULTS
 from bench.subscribers import SubscriberPool
 from sandbar.heap import freeze_startup_heap
+from sandbar.pgserver import PostgresServer
 from tests.support.procs import Api, Bridge, Router, Topics
 
 Results = dict[str, dict[str, list[float]]]
@@ -60,36 +62,48 @@ def main() -> None:
     rounds, count, seconds = (2, 500, 3) if args.quick else (3, 2000, 8)
     rate = 200.0
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        (work / "ff").mkdir()
-        (work / "rel").mkdir()
-        router = Router(work).start()
-        topics = Topics(work, router).start()
-        bridge = Bridge(work, router).start()
-        apis = {
-            "fire-and-forget": Api(work / "ff", bridge.endpoint, delivery="fire_and_forget"),
-            "reliable": Api(work / "rel", bridge.endpoint),
-        }
+        pg = PostgresServer()
         try:
-            for api in apis.values():
-                api.start()
-                assert api.auth  # a signed-in writer
-            freeze_startup_heap()  # the measuring client must not pause for full GC passes
-            results = asyncio.run(measure(apis, router.ws_url, rounds, count, rate, seconds))
+            pg.init().start(durable=True)  # fsync on, as in production
+            results = _run(Path(tmp), pg, rounds, count, rate, seconds)
         finally:
-            for api in apis.values():
-                api.stop()
-            bridge.stop()
-            topics.stop()
-            router.stop()
+            pg.remove()
     report(results, rounds, count, rate)
 
 
+def _run(
+    work: Path, pg: PostgresServer, rounds: int, count: int, rate: float, seconds: float
+) -> Results:
+    router = Router(work).start()
+    topics = Topics(work, router).start()
+    bridge = Bridge(work, router).start()
+    apis = {}
+    for suffix in ("", "-pg"):
+        for name, delivery in (("fire-and-forget", "fire_and_forget"), ("reliable", "reliable")):
+            path = name + suffix
+            (work / path).mkdir()
+            url = pg.create_database("sandbar_bench") if suffix else None
+            apis[path] = Api(work / path, bridge.endpoint, database_url=url, delivery=delivery)
+    try:
+        for api in apis.values():
+            api.start()
+            assert api.auth  # a signed-in writer
+        freeze_startup_heap()  # the measuring client must not pause for full GC passes
+        return asyncio.run(measure(apis, router.ws_url, rounds, count, rate, seconds))
+    finally:
+        for api in apis.values():
+            api.stop()
+        bridge.stop()
+        topics.stop()
+        router.stop()
+
+
 def report(results: Results, rounds: int, count: int, rate: float) -> None:
-    base = statistics.median(results["fire-and-forget"]["eps"])
     rows = []
     for path, r in results.items():
         eps = statistics.median(r["eps"])
+        # against fire-and-forget on the same database
+        base = statistics.median(results[path.replace("reliable", "fire-and-forget")]["eps"])
         rows.append(
             {
                 "path": path,
@@ -103,9 +117,9 @@ def report(results: Results, rounds: int, count: int, rate: float) -> None:
     print(
         f"\nDelivery paths: median of {rounds} rounds of {count} events (8 keep-alive "
         f"connections) for throughput; latency at {rate:.0f} events/s after 1 s of warm-up, "
-        "POST sent → event received\n"
+        "POST sent → event received; -pg: on PostgreSQL (local, fsync on)\n"
     )
-    print("| path | events/s | x fire-and-forget | p50 ms | p99 ms | max ms |")
+    print("| path | events/s | x fire-and-forget, same database | p50 ms | p99 ms | max ms |")
     print("|---|---:|---:|---:|---:|---:|")
     for row in rows:
         print(

@@ -15,15 +15,23 @@ from bench.subscribers import Arrivals, SubscriberPool
 
 
 def tree_cpu(pid: int, children: bool = True) -> float:
-    """CPU seconds (user + system) of a process and (optionally) its children."""
-    total = 0.0
+    """CPU seconds (user + system) of a process and (optionally) its children, the living
+    and those that exited and were reaped (a PostgreSQL backend per connection comes and
+    goes: its CPU then counts in its parent's children times)."""
     try:
         root = psutil.Process(pid)
-        for proc in [root, *(root.children(recursive=True) if children else [])]:
-            times = proc.cpu_times()
-            total += times.user + times.system
+        tree = [root, *(root.children(recursive=True) if children else [])]
     except psutil.NoSuchProcess:
-        pass
+        return 0.0
+    total = 0.0
+    for proc in tree:
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:  # exited since the listing: its parent's times have it
+            continue
+        total += times.user + times.system
+        if children:
+            total += times.children_user + times.children_system
     return total
 
 

@@ -1,8 +1,9 @@
 """Every path to the browsers side by side with the router's own ceiling, in one run.
 
 Starts a router (with Crossbar's HTTP publisher added to a copy of the shipped config),
-the topics service (the browsers' authorizer), the bridge and the API under gunicorn on
-free ports, then measures limit, bridge, http-publisher and rest in alternating rounds:
+the topics service (the browsers' authorizer), the bridge, a throwaway PostgreSQL server
+and the API under gunicorn twice on free ports (on SQLite and on PostgreSQL), then measures
+limit, bridge, http-publisher, rest and rest-pg in alternating rounds:
 events/s at 1 and 10 WebSocket subscribers, latency at a fixed rate, fan-out to N
 subscribers, router memory per connection. Every event is counted at every subscriber.
 
@@ -25,6 +26,7 @@ from bench.publishers import TOPIC, Bridge, HttpPublisher, Limit, Publisher, Res
 from bench.subscribers import SubscriberPool
 from sandbar.heap import freeze_startup_heap
 from sandbar.paths import ROUTER_TEMPLATE
+from sandbar.pgserver import PostgresServer
 from tests.support.procs import Api, Router, Topics
 from tests.support.procs import Bridge as BridgeProc
 
@@ -63,7 +65,7 @@ class Settings:
     def __init__(self, quick: bool) -> None:
         self.quick = quick
         self.rounds = 1 if quick else 3
-        #: events per burst on the fast paths; http-publisher and rest send a quarter
+        #: events per burst on the fast paths; http-publisher and the rest paths a quarter
         self.count = 4000 if quick else 12000
         self.rate = 200.0
         self.seconds = 3.0 if quick else 10.0
@@ -72,13 +74,14 @@ class Settings:
 
 
 async def run(
-    s: Settings, router: Router, bridge: BridgeProc, api: Api, pids: dict[str, int]
+    s: Settings, router: Router, bridge: BridgeProc, apis: dict[str, Api], pids: dict[str, int]
 ) -> dict[str, Any]:
+    """``apis``: the rest paths by name, each an API on its own database."""
     publishers: list[Publisher] = [
         Limit(router.backend_url),
         Bridge(bridge.endpoint),
         HttpPublisher(router.port),
-        Rest(api.port, api.auth),
+        *(Rest(api.port, api.auth, name=name) for name, api in apis.items()),
     ]
     for pub in publishers:
         await pub.open()
@@ -135,26 +138,37 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         (work / "api").mkdir()
+        (work / "api-pg").mkdir()
+        pg = PostgresServer()
         router = router_with_publisher(work).start()
         procs: list[Any] = [router]
         try:
+            pg.init().start(durable=True)  # fsync on, as in production
             procs.append(topics := Topics(work, router).start())
             procs.append(bridge := BridgeProc(work, router).start())
             procs.append(api := Api(work / "api", bridge.endpoint).start())
-            assert api.auth  # a signed-in writer
+            pg_url = pg.create_database("sandbar_bench")
+            procs.append(api_pg := Api(work / "api-pg", bridge.endpoint, database_url=pg_url))
+            api_pg.start()
+            assert api.auth and api_pg.auth  # a signed-in writer on each
             pids = {
                 "router": router.proc.pid,
                 "topics": topics.proc.pid,
                 "bridge": bridge.proc.pid,
                 "api": api.proc.pid,
+                "api-pg": api_pg.proc.pid,
+                "postgres": pg.pid,  # the postmaster: every backend of the cluster is its child
             }
             print(f"stack up in {time.monotonic() - began:.0f}s; measuring", flush=True)
             freeze_startup_heap()  # the measuring client must not pause for full GC passes
-            results = asyncio.run(run(s, router, bridge, api, pids))
+            apis = {"rest": api, "rest-pg": api_pg}
+            results = asyncio.run(run(s, router, bridge, apis, pids))
         finally:
             for proc in reversed(procs):
                 proc.stop()
+            pg.remove()
     results["settings"] = vars(s)
+    results["postgres"] = {"version": pg.bin.parent.name, "fsync": True}
     results["duration_s"] = round(time.monotonic() - began)
     results["medians"] = {
         path: {subs: statistics.median(v) for subs, v in by_subs.items()}

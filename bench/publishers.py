@@ -1,4 +1,4 @@
-"""The four ways an event reaches the router, each as ``await send(key)`` on one asyncio loop.
+"""The ways an event reaches the router, each as ``await send(key)`` on one asyncio loop.
 
 ``send`` returns once the path has taken the event: the router's acknowledgement (limit),
 the ZeroMQ queue (bridge, fire-and-forget), the HTTP response (http-publisher, rest).
@@ -182,12 +182,13 @@ class HttpPublisher:
 
 
 class Rest:
-    """POST /articles through the real API (gunicorn), which sends article.created."""
+    """POST /articles through the real API (gunicorn), which sends article.created;
+    ``name``: which API (``rest`` on SQLite, ``rest-pg`` on PostgreSQL)."""
 
-    name = "rest"
-
-    def __init__(self, port: int, auth: dict[str, str], window: int = 8) -> None:
-        self.http, self.auth, self.window = HttpPool(port, window), auth, window
+    def __init__(
+        self, port: int, auth: dict[str, str], window: int = 8, name: str = "rest"
+    ) -> None:
+        self.http, self.auth, self.window, self.name = HttpPool(port, window), auth, window, name
 
     async def open(self) -> None:
         await self.http.open()

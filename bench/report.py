@@ -15,7 +15,7 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def _versions() -> dict[str, str]:
-    names = ("crossbar", "autobahn", "twisted", "pyzmq", "gunicorn", "flask")
+    names = ("crossbar", "autobahn", "twisted", "pyzmq", "gunicorn", "flask", "psycopg")
     return {"python": platform.python_version(), **{n: version(n) for n in names}}
 
 
@@ -25,17 +25,20 @@ def table(r: dict[str, Any]) -> str:
     s = r["settings"]
     lines = [
         f"Events/s counted at every subscriber: median of {s['rounds']} round(s) of "
-        f"{s['count']} events ({s['count'] // 4} for http-publisher and rest; a third of that at 10 subscribers); latency at {s['rate']:.0f} events/s for {s['seconds']:.0f} s (after 1 s of "
-        "warm-up at that rate), send -> arrival at the subscriber.",
+        f"{s['count']} events ({s['count'] // 4} for http-publisher, rest and rest-pg; a third "
+        f"of that at 10 subscribers); latency at {s['rate']:.0f} events/s for "
+        f"{s['seconds']:.0f} s (after 1 s of warm-up at that rate), send -> arrival at the "
+        f"subscriber. rest-pg: the same API on PostgreSQL {r['postgres']['version']} "
+        "(a local throwaway server, fsync on); its api CPU is api+postgres (every backend).",
         "",
         "| path | events/s, 1 sub | x limit | events/s, 10 subs | deliveries/s, 10 subs "
-        "| x limit | p50 ms | p95 ms | p99 ms | max ms | CPU %, 1 sub: router/bridge/api/subscriber |",
+        "| x limit | p50 ms | p95 ms | p99 ms | max ms "
+        "| CPU %, 1 sub: router/bridge/api/subscriber |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for path, by_subs in med.items():
         lat = r["latency"][path]
-        got = r["cpu"].get(f"{path}/1/0", {})
-        cpu = "/".join(str(got.get(p, 0)) for p in ("router", "bridge", "api", "subscribers0"))
+        cpu = "/".join(_cpu(r, path))
         lines.append(
             f"| {path} | {by_subs[1]:.0f} | {by_subs[1] / base1:.2f} | {by_subs[10]:.0f} | "
             f"{by_subs[10] * 10:.0f} | {by_subs[10] / base10:.2f} | "
@@ -53,6 +56,46 @@ def table(r: dict[str, Any]) -> str:
             f"{f['rss_kb_per_connection']} KB |"
         )
     return "\n".join(lines)
+
+
+def _cpu(r: dict[str, Any], path: str) -> list[str]:
+    """router, bridge, api (rest-pg: its API + the PostgreSQL server), subscriber: % of a core."""
+    got = r["cpu"].get(f"{path}/1/0", {})
+    api = str(got.get("api", 0))
+    if path == "rest-pg":
+        api = f"{got.get('api-pg', 0)}+{got.get('postgres', 0)}"
+    return [
+        str(got.get("router", 0)),
+        str(got.get("bridge", 0)),
+        api,
+        str(got.get("subscribers0", 0)),
+    ]
+
+
+def _api_us_per_event(r: dict[str, Any], path: str) -> float:
+    """CPU of the API (and, for rest-pg, of its database server) per event, 1 subscriber."""
+    got = r["cpu"].get(f"{path}/1/0", {})
+    percent = got.get("api-pg", 0) + got.get("postgres", 0) if path == "rest-pg" else got["api"]
+    return 1e4 * percent / r["medians"][path][1]
+
+
+def comparisons(r: dict[str, Any]) -> list[tuple[str, str]]:
+    """How rest-pg compares to rest (no target: what PostgreSQL costs on one machine)."""
+    med, lat = r["medians"], r["latency"]
+    pg, sq = med["rest-pg"], med["rest"]
+    p50, p99 = (percentile(lat["rest-pg"], q) for q in (50, 99))
+    s50, s99 = (percentile(lat["rest"], q) for q in (50, 99))
+    cpu_pg, cpu_sq = _api_us_per_event(r, "rest-pg"), _api_us_per_event(r, "rest")
+    return [
+        ("rest-pg / rest, events/s at 1 sub", f"{pg[1] / sq[1]:.2f}x ({pg[1]:.0f} vs {sq[1]:.0f})"),
+        ("rest-pg / rest, events/s at 10 subs", f"{pg[10] / sq[10]:.2f}x"),
+        ("rest-pg / rest, p50 latency", f"{p50 / s50:.2f}x ({p50:.2f} vs {s50:.2f} ms)"),
+        ("rest-pg / rest, p99 latency", f"{p99 / s99:.2f}x ({p99:.2f} vs {s99:.2f} ms)"),
+        (
+            "rest-pg / rest, CPU per event (api+postgres vs api)",
+            f"{cpu_pg / cpu_sq:.2f}x ({cpu_pg:.0f} vs {cpu_sq:.0f} us)",
+        ),
+    ]
 
 
 def verdicts(r: dict[str, Any]) -> list[tuple[str, bool, str]]:
@@ -111,6 +154,8 @@ def publish(r: dict[str, Any]) -> None:
     print("\nVerdicts (targets for 2 cores, everything on one machine):")
     for name, ok, value in verdicts(r):
         print(f"  {'PASS' if ok else 'MISS'}  {name}: {value}")
+    for name, value in comparisons(r):
+        print(f"  ----  {name}: {value}")
     RESULTS.mkdir(exist_ok=True)
     doc = {
         "machine": {
@@ -120,6 +165,7 @@ def publish(r: dict[str, Any]) -> None:
         },
         "versions": _versions(),
         "verdicts": [{"target": n, "met": ok, "value": v} for n, ok, v in verdicts(r)],
+        "comparisons": dict(comparisons(r)),
         **r,
     }
     out = RESULTS / "paths.json"

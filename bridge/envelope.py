@@ -8,7 +8,8 @@ order) and ``floor`` (the lowest ``seq`` on that topic not yet acknowledged), an
 ``ack: true`` to ask the bridge to confirm once the router has the event, and
 optionally ``reply_to``: the ZeroMQ routing id of the socket that wants that answer,
 when it is not the sending one (the API's request threads send, its relay thread
-reads the answers).
+reads the answers). ``others`` (``{"session", "user", "proof"}``) asks the bridge to leave
+that session out, if the proof says it is the user's (see sandbar/session_proof.py).
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class Envelope:
     epoch: str | None = None  # which outbox (database) numbered it; seq restarts with a new one
     ack: bool = False
     reply_to: str | None = None  # routing id of the socket awaiting the ack (default: sender)
+    others: dict[str, Any] | None = None  # toOthers: the session to leave out, with its proof
 
     def to_bytes(self) -> bytes:
         """Encode as compact UTF-8 JSON; raise TypeError if the payload is not JSON-able."""
@@ -67,6 +69,8 @@ class Envelope:
             document["ack"] = True
         if self.reply_to is not None:
             document["reply_to"] = self.reply_to
+        if self.others is not None:
+            document["others"] = self.others
         return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
 
     def meta(self) -> dict[str, Any]:
@@ -118,6 +122,7 @@ class Envelope:
         if epoch is not None and not isinstance(epoch, str):
             raise MalformedFrame("bad_sequence", "'epoch' must be a string")
         reply_to = reply_address(document)
+        others = document.get("others")  # checked (and counted) where it is used
         return cls(
             name=name,
             payload=payload,
@@ -129,6 +134,7 @@ class Envelope:
             epoch=epoch,
             ack=document.get("ack") is True,
             reply_to=reply_to,
+            others=others if others is None or isinstance(others, dict) else {},
         )
 
 

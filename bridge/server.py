@@ -32,6 +32,7 @@ from bridge import curve
 from bridge.config import DEFAULT_PATH, BridgeConfig, check_routes, load_config, stand_ins
 from bridge.envelope import Ack, Envelope, MalformedFrame, reply_address
 from bridge.metrics import BridgeMetrics
+from bridge.others import leave_out
 from bridge.routes import Publication
 from bridge.sequencer import Sequencer
 from sandbar import metrics
@@ -119,6 +120,7 @@ class BridgeStats:
     connects: int = 0
     intake_paused: int = 0
     malformed: Counter[str] = field(default_factory=Counter)
+    others_ignored: Counter[str] = field(default_factory=Counter)  # toOthers claims refused
 
     def as_dict(self, *, buffered: int, in_flight: int, connected: bool) -> dict[str, Any]:
         return {
@@ -130,6 +132,7 @@ class BridgeStats:
             "intake_paused": self.intake_paused,
             "malformed": dict(self.malformed),
             "malformed_total": sum(self.malformed.values()),
+            "others_ignored": dict(self.others_ignored),
             "buffered": buffered,
             "in_flight": in_flight,
             "connected": connected,
@@ -140,6 +143,7 @@ class Bridge:
     def __init__(self, config: BridgeConfig) -> None:
         self.config = config
         self.routes = config.route_table()
+        self._secret = config.router.ticket.get_secret_value()  # checks toOthers proofs
         self.stats = BridgeStats()
         self._queue: deque[Publication] = deque()
         self._in_flight: dict[int, tuple[Publication, asyncio.Future[Any]]] = {}
@@ -173,6 +177,7 @@ class Bridge:
                 self._reply(address, Ack(event_id, False, f"{exc.reason}: {exc.detail}"))
             return
         self.stats.received += 1
+        publication = leave_out(publication, self._secret, self.stats.others_ignored)
         address = _answer_to(envelope.reply_to, sender)
         if self.sequencer.was_published(envelope.id):  # a resend whose ack got lost
             self.sequencer.stats.duplicates += 1

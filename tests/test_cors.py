@@ -20,7 +20,10 @@ def test_preflight_and_post_from_an_allowed_origin(api):
     assert preflight.status_code == 200
     assert preflight.headers["Access-Control-Allow-Origin"] == DEMO_ORIGIN
     assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
-    assert preflight.headers["Access-Control-Allow-Headers"] == "Content-Type, Authorization"
+    assert (
+        preflight.headers["Access-Control-Allow-Headers"]
+        == "Content-Type, Authorization, X-Sandbar-Session"
+    )
 
     created = requests.post(
         f"{api.url}/articles",

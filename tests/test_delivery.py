@@ -1,6 +1,6 @@
 """No event lost, none delivered twice: the outbox, the acknowledged hand-off, per-topic
 sequence numbers and catch-up, proven by killing real processes mid-stream, on SQLite
-and on a real PostgreSQL server (tests/support/postgres.py)."""
+and on a real PostgreSQL server (sandbar/pgserver.py)."""
 
 from __future__ import annotations
 

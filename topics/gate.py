@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from autobahn.wamp.exception import ApplicationError
 
+from sandbar.session_proof import sign
+
 if TYPE_CHECKING:
     from topics.metrics import TopicsMetrics
 
@@ -25,10 +27,15 @@ class Authenticator:
     """Checks a browser's token with the API (``GET /auth/whoami``), the authority on tokens."""
 
     def __init__(
-        self, api_url: str, timeout: float = 5.0, metrics: TopicsMetrics | None = None
+        self,
+        api_url: str,
+        timeout: float = 5.0,
+        metrics: TopicsMetrics | None = None,
+        proof_secret: str | None = None,
     ) -> None:
         self.api_url, self.timeout = api_url.rstrip("/"), timeout
         self.metrics = metrics
+        self.proof_secret = proof_secret  # signs each session's toOthers proof
 
     async def authenticate(
         self, realm: str, authid: str, details: dict[str, Any]
@@ -45,6 +52,9 @@ class Authenticator:
             extra = dict(body.get("extra") or {})
             if expires is not None:
                 extra["expires_at"] = expires  # any replica can end the session then
+            session = details.get("session")
+            if self.proof_secret and isinstance(session, int):  # for toOthers (REST header)
+                extra["session_proof"] = sign(self.proof_secret, session, body["user"])
             return {"authid": body["user"], "role": role, "extra": extra}
         if status == 401:
             error = body.get("error", {})

@@ -142,7 +142,11 @@ class TopicsService:
             explain_limiter=self.explain_limiter,
             metrics=self.metrics,
         )
-        self.authenticator = Authenticator(config.api_url, metrics=self.metrics)
+        self.authenticator = Authenticator(
+            config.api_url,
+            metrics=self.metrics,
+            proof_secret=config.router.ticket.get_secret_value(),
+        )
         self._expiries: dict[int, asyncio.TimerHandle] = {}  # session id → its end
         self._ending: set[asyncio.Future[None]] = set()
         self.sessions = SessionDirectory()

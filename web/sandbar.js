@@ -5,10 +5,15 @@
  * - subscribe(): like session.subscribe, but a refusal rejects with a Refusal that
  *                carries the topics service's reason (asked through explain.subscribe);
  * - send():      a message through a handled topic (session.call(uri, [payload])),
- *                rejecting with a Refusal that carries the handler's reason.
+ *                rejecting with a Refusal that carries the handler's reason;
+ * - Recovery:    pass `{recover}` to subscribe() and the handler gets every sequenced
+ *                event of the topic exactly once, in order, across gaps and reconnects
+ *                (missing ones are fetched from the API's GET /events);
+ * - toOthers():  headers for a REST request whose events this session should not get.
  *
  * Event handlers get (payload, meta, details): payload is args[0], meta the envelope
- * fields {id, name, ts} that Sandbar puts in kwargs.
+ * fields Sandbar puts in kwargs ({id, name, ts}, and {seq, epoch} for events from the
+ * API's outbox), plus, with recovery, `sequenced` and `recovered` (see Recovery).
  */
 
 export const NOT_AUTHORIZED = "wamp.error.not_authorized";
@@ -60,6 +65,8 @@ export function connect({ url = defaultUrl(), realm = "sandbar", onOpen, onState
     ...options,
   });
   connection.onopen = (session, details) => {
+    const proof = details && details.authextra && details.authextra.session_proof;
+    if (typeof proof === "string") proofs.set(session, proof);
     report({ state: "open", session, details });
     if (onOpen) {
       Promise.resolve(onOpen(session, details)).catch((err) => console.error("onOpen failed", err));
@@ -90,11 +97,21 @@ function firstArg(err) {
   return typeof arg === "string" ? arg : "";
 }
 
-/** Subscribe to `uri`; a refusal rejects with a Refusal naming the reason. */
-export async function subscribe(session, uri, handler, options) {
-  const onEvent = (args, kwargs, details) => handler((args || [])[0], kwargs || {}, details);
+/**
+ * Subscribe to `uri`; a refusal rejects with a Refusal naming the reason. With
+ * `options.recover` (a Recovery) the handler gets the topic's events once each, in
+ * order, with missed ones fetched; the other options go to session.subscribe.
+ */
+export async function subscribe(session, uri, handler, options = {}) {
+  const { recover, ...wampOptions } = options || {};
+  const stream = recover ? recover.stream(uri, handler, session) : null;
+  const onEvent = stream
+    ? (args, kwargs, details) => stream.live((args || [])[0], kwargs || {}, details)
+    : (args, kwargs, details) => handler((args || [])[0], kwargs || {}, details);
   try {
-    return await session.subscribe(uri, onEvent, options);
+    const subscription = await session.subscribe(uri, onEvent, wampOptions);
+    if (stream) stream.resume(); // a topic seen before: fetch what was missed while away
+    return subscription;
   } catch (err) {
     const error = errorUri(err);
     let reason = firstArg(err);
@@ -116,5 +133,245 @@ export async function send(session, uri, payload) {
     return await session.call(uri, [payload]);
   } catch (err) {
     throw new Refusal({ action: "send", uri, error: errorUri(err), reason: firstArg(err) });
+  }
+}
+
+// -- toOthers ---------------------------------------------------------------------------
+
+/** Per session, the proof the topics service gave it at sign-in (WELCOME authextra). */
+const proofs = new WeakMap();
+
+export const SESSION_HEADER = "X-Sandbar-Session";
+
+/**
+ * Headers that make the API leave this session out of the events a REST request causes
+ * (Laravel's toOthers): `fetch(url, {headers: {...auth, ...toOthers(session)}})`. Only a
+ * signed-in session has the proof the API needs; otherwise this is `{}` and the request's
+ * events reach this session like any other.
+ */
+export function toOthers(session) {
+  const proof = session && proofs.get(session);
+  return proof ? { [SESSION_HEADER]: `${session.id}.${proof}` } : {};
+}
+
+// -- recovery ---------------------------------------------------------------------------
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Catch-up for sequenced topics, shared by a page's subscriptions and kept across
+ * reconnects (make one per page). For each topic it keeps the last `seq` and `epoch`,
+ * drops duplicates, and on a gap (while connected) or a reconnect fetches what is missing
+ * from `GET /events` (paging until `more` is false), so the handler gets each event once,
+ * in order: `meta.recovered` is true for the fetched ones. Events without a `seq` (the
+ * topics service's welcomes, joins, chat messages) pass straight through with
+ * `meta.sequenced === false`.
+ *
+ * `onReload({topic, reason, error})` says the handler's state can no longer be patched up
+ * event by event, so the page should reload it (e.g. GET the list again): `reason` is
+ * "epoch" (a new database numbers from 1 again), "truncated" (the API no longer keeps
+ * the missed events) or "unavailable" (GET /events failed `retries` times). Events then
+ * continue after the newest one known.
+ */
+export class Recovery {
+  constructor({ apiUrl, headers = () => ({}), onReload = () => {}, limit = 500, retries = 3 }) {
+    this.apiUrl = String(apiUrl).replace(/\/$/, "");
+    this.headers = headers;
+    this.onReload = onReload;
+    this.limit = limit;
+    this.retries = retries;
+    this.streams = new Map(); // topic → Stream
+    this.sessionIds = []; // this page's recent sessions: GET /events leaves out their own echoes
+  }
+
+  /** The topic's stream; `handler` and `session` are the current subscription's. */
+  stream(uri, handler, session) {
+    let stream = this.streams.get(uri);
+    if (!stream) this.streams.set(uri, (stream = new Stream(this, uri)));
+    stream.handler = handler;
+    if (session && !this.sessionIds.includes(session.id)) {
+      this.sessionIds = [session.id, ...this.sessionIds].slice(0, 8);
+    }
+    return stream;
+  }
+
+  /** Counts per topic: live, recovered, duplicates, gaps, fetches, reloads, unsequenced. */
+  counts() {
+    return Object.fromEntries([...this.streams].map(([uri, stream]) => [uri, { ...stream.counts }]));
+  }
+
+  /** One page of GET /events after `after`; an HTTP error rejects (4xx: `permanent`). */
+  async page(uri, after) {
+    const query = new URLSearchParams({ topic: uri, after: String(after), limit: String(this.limit) });
+    const headers = { ...(await this.headers()) };
+    if (this.sessionIds.length) headers[SESSION_HEADER] = this.sessionIds.join(",");
+    const response = await fetch(`${this.apiUrl}/events?${query}`, { headers });
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      const error = new Error((body.error && body.error.message) || `HTTP ${response.status}`);
+      error.permanent = response.status >= 400 && response.status < 500;
+      throw error;
+    }
+    return body;
+  }
+}
+
+/** One topic's position and the live events held while a gap is being filled. */
+class Stream {
+  constructor(recovery, uri) {
+    this.recovery = recovery;
+    this.uri = uri;
+    this.handler = () => {};
+    this.epoch = null;
+    this.last = null; // the seq of the last event handed over (null: none yet)
+    this.held = new Map(); // seq → live event waiting for the ones before it
+    this.fetching = null;
+    this.again = false; // a fetch was asked for while one ran
+    this.counts = { live: 0, recovered: 0, duplicates: 0, gaps: 0, fetches: 0, reloads: 0, unsequenced: 0 };
+  }
+
+  /** A live event from the router. */
+  live(payload, kwargs, details) {
+    const { seq, epoch } = kwargs;
+    if (!Number.isInteger(seq)) {
+      this.counts.unsequenced += 1;
+      this.emit(payload, { ...kwargs, sequenced: false, recovered: false }, details);
+      return;
+    }
+    if (this.epoch !== null && epoch !== this.epoch) {
+      this.reload("epoch");
+      this.held.clear();
+      this.last = null;
+    }
+    this.epoch = epoch;
+    if (this.last === null) this.last = seq - 1; // the first event: count from here
+    if (seq <= this.last || this.held.has(seq)) {
+      this.counts.duplicates += 1;
+      return;
+    }
+    this.held.set(seq, { payload, meta: kwargs, details });
+    this.release();
+  }
+
+  /** (Re)subscribed: if this topic had events before, fetch what came meanwhile. */
+  resume() {
+    if (this.last !== null) this.fetch();
+  }
+
+  /** Hand over what is in order; a gap starts a fetch. */
+  release() {
+    if (this.fetching) return;
+    while (this.held.has(this.last + 1)) this.deliver(this.last + 1, false);
+    if (this.held.size) {
+      this.counts.gaps += 1;
+      this.fetch();
+    }
+  }
+
+  fetch() {
+    if (this.fetching) {
+      this.again = true;
+      return;
+    }
+    this.counts.fetches += 1;
+    this.fetching = this.catchUp()
+      .catch((error) => {
+        this.reload("unavailable", error);
+        this.deliverHeld(Infinity); // give up on the gap, keep the order
+      })
+      .finally(() => {
+        this.fetching = null;
+        if (this.again) {
+          this.again = false;
+          this.fetch();
+        } else {
+          this.release();
+        }
+      });
+  }
+
+  /**
+   * Page through GET /events from the last seq. Every live event held when a page is asked
+   * for is committed, and so is everything before it: once the last page is in, anything
+   * up to those that the outbox did not return is not for this reader (another user's
+   * event, this session's own echo), so the held events go out in order.
+   */
+  async catchUp() {
+    let skipping = false; // after a reload: jump to the newest event, handing nothing over
+    let horizon = this.last;
+    for (let failures = 0; ; ) {
+      horizon = Math.max(this.last, ...this.held.keys());
+      let page;
+      try {
+        page = await this.recovery.page(this.uri, this.last);
+      } catch (error) {
+        if (error.permanent || ++failures > this.recovery.retries) throw error;
+        await sleep(250 * 2 ** failures);
+        continue;
+      }
+      failures = 0;
+      if (!skipping && page.epoch && this.epoch !== null && page.epoch !== this.epoch) {
+        this.epoch = page.epoch;
+        skipping = this.reload("epoch") || true;
+        this.last = 0;
+        continue;
+      }
+      if (!skipping && page.truncated) skipping = this.reload("truncated") || true;
+      const before = this.last;
+      for (const event of page.events || []) {
+        if (event.seq <= this.last) continue;
+        if (skipping) {
+          this.last = event.seq;
+          continue;
+        }
+        this.deliverHeld(event.seq - 1);
+        if (this.held.has(event.seq)) this.deliver(event.seq, false);
+        else this.deliver(event.seq, true, { payload: event.payload, meta: this.metaOf(event) });
+      }
+      if (!page.more || this.last === before) break; // no progress: nothing more to read
+    }
+    this.deliverHeld(horizon);
+  }
+
+  metaOf(event) {
+    return { id: event.id, name: event.name, ts: event.ts, seq: event.seq, epoch: this.epoch };
+  }
+
+  /** Hand over the held events up to `seq`, in order (dropping those already passed). */
+  deliverHeld(seq) {
+    for (const held of [...this.held.keys()].sort((a, b) => a - b)) {
+      if (held > seq) break;
+      if (held <= this.last) {
+        this.held.delete(held);
+        this.counts.duplicates += 1;
+      } else {
+        this.deliver(held, false);
+      }
+    }
+  }
+
+  deliver(seq, recovered, event = this.held.get(seq)) {
+    this.held.delete(seq);
+    this.last = seq;
+    this.counts[recovered ? "recovered" : "live"] += 1;
+    this.emit(event.payload, { ...event.meta, sequenced: true, recovered }, event.details);
+  }
+
+  emit(payload, meta, details) {
+    try {
+      this.handler(payload, meta, details);
+    } catch (err) {
+      console.error(`handler for '${this.uri}' failed`, err);
+    }
+  }
+
+  reload(reason, error) {
+    this.counts.reloads += 1;
+    try {
+      this.recovery.onReload({ topic: this.uri, reason, error });
+    } catch (err) {
+      console.error("onReload failed", err);
+    }
+    return true;
   }
 }

@@ -1,122 +1,16 @@
-"""A throwaway PostgreSQL server for the tests: Debian's binaries, a temporary folder, a
-free port; one per session, a fresh database per test (CREATE DATABASE is cheap).
-
-PostgreSQL refuses to run as root, and sessions and CI run as root: then initdb and
-pg_ctl run as the ``postgres`` user (Debian's package creates it) through ``runuser``,
-in a folder that user owns.
-"""
+"""The PostgreSQL fixtures: one throwaway server per session (sandbar/pgserver.py), a
+fresh database per test (CREATE DATABASE is cheap)."""
 
 from __future__ import annotations
 
-import contextlib
-import getpass
-import itertools
-import os
-import pwd
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.procs import free_port
+from sandbar.pgserver import PASSWORD, PostgresServer
 
-PASSWORD = "sandbar-test-password"
-_serial = itertools.count(1)
-
-
-def _bin_dir() -> Path:
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))
-    if not found:
-        raise RuntimeError(
-            "PostgreSQL's server binaries are missing: `make test` installs Debian's "
-            "postgresql (or: apt-get install postgresql)"
-        )
-    return found[-1].parent
-
-
-class PostgresServer:
-    """initdb + pg_ctl in a temporary folder; ``stop()`` and ``start()`` restart it on the
-    same port and data (the database-restart test uses that)."""
-
-    def __init__(self) -> None:
-        self.bin = _bin_dir()
-        self.port = free_port()
-        self.root = Path(tempfile.mkdtemp(prefix="sandbar-pg-"))
-        self.data = self.root / "data"
-        self.log = self.root / "server.log"
-        self.user = "postgres" if os.geteuid() == 0 else getpass.getuser()
-        if os.geteuid() == 0:
-            owner = pwd.getpwnam(self.user)
-            os.chown(self.root, owner.pw_uid, owner.pw_gid)
-
-    def _run(self, *argv: str, timeout: float = 60) -> None:
-        prefix = ["runuser", "-u", self.user, "--"] if os.geteuid() == 0 else []
-        result = subprocess.run(
-            [*prefix, *argv], capture_output=True, text=True, timeout=timeout, cwd=self.root
-        )
-        if result.returncode != 0:
-            log = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
-            raise RuntimeError(f"{argv[0]} failed: {result.stderr or result.stdout}\n{log}")
-
-    def init(self) -> PostgresServer:
-        pwfile = self.root / "pwfile"
-        pwfile.write_text(PASSWORD + "\n")
-        if os.geteuid() == 0:
-            shutil.chown(pwfile, self.user)
-        self._run(
-            str(self.bin / "initdb"),
-            "-D",
-            str(self.data),
-            "-U",
-            "postgres",
-            "--pwfile",
-            str(pwfile),
-            "--auth-local=trust",
-            "--auth-host=scram-sha-256",  # logins over TCP need the password, as in production
-            "--encoding=UTF8",
-            "--locale=C",
-            "--no-sync",
-        )
-        return self
-
-    def start(self) -> PostgresServer:
-        options = (
-            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
-            # a test server: no fsync (power loss is not what these tests are about)
-            "-F -c max_connections=200 -c shared_buffers=32MB"
-        )
-        self._run(
-            str(self.bin / "pg_ctl"), "start", "-D", str(self.data), "-l", str(self.log),
-            "-o", options, "-w", "-t", "60",
-        )  # fmt: skip
-        return self
-
-    def stop(self, mode: str = "fast") -> None:
-        """``fast``: sessions are ended, as when an operator restarts the server."""
-        self._run(str(self.bin / "pg_ctl"), "stop", "-D", str(self.data), "-m", mode, "-w")
-
-    def url(self, database: str = "postgres", password: str = PASSWORD) -> str:
-        return f"postgresql+psycopg://postgres:{password}@127.0.0.1:{self.port}/{database}"
-
-    def create_database(self) -> str:
-        """A new empty database; its URL."""
-        import psycopg
-
-        name = f"sandbar_test_{os.getpid()}_{next(_serial)}"
-        with psycopg.connect(self._dsn(), autocommit=True) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        return self.url(name)
-
-    def _dsn(self) -> str:
-        return f"host=127.0.0.1 port={self.port} user=postgres password={PASSWORD} dbname=postgres"
-
-    def remove(self) -> None:
-        with contextlib.suppress(Exception):
-            self.stop("immediate")
-        shutil.rmtree(self.root, ignore_errors=True)
+__all__ = ["PASSWORD", "PostgresServer", "database_url", "postgres_server", "postgres_url"]
 
 
 @pytest.fixture(scope="session")

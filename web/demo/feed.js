@@ -3,7 +3,7 @@
  * as it is pushed. The form POSTs to the API (cross-origin: the API allows this origin).
  */
 
-import { subscribe } from "../sandbar.js";
+import { Recovery, subscribe, toOthers } from "../sandbar.js";
 import { clockTime, el } from "./ui.js";
 
 const RECENT = 20;
@@ -19,6 +19,12 @@ export class Feed {
     this.form = root.querySelector("#article-form");
     this.formStatus = root.querySelector("#article-status");
     this.shown = new Map(); // article id -> <li>
+    this.session = null;
+    this.recovery = new Recovery({
+      apiUrl,
+      headers: () => account.headers(),
+      onReload: () => this.loadRecent(),
+    });
     root.querySelector("#api-url").textContent = apiUrl;
     this.form.addEventListener("submit", (event) => {
       event.preventDefault();
@@ -26,45 +32,19 @@ export class Feed {
     });
   }
 
-  /** On every (re)connect: subscribe, then fill in what was published while away. */
-  async attach(session) {
-    await subscribe(session, "articles", (article, meta) => this.onEvent(article, meta));
-    this.setStatus("live", "Live: new articles appear here the moment they are created.");
-    if (!(await this.catchUp())) await this.loadRecent();
-  }
-
-  /** Live events carry a per-topic seq (and the outbox's epoch): remember where we are. */
-  onEvent(article, meta) {
-    if (meta && Number.isInteger(meta.seq)) {
-      if (meta.epoch !== this.epoch) this.seq = 0; // a new database numbers from 1 again
-      this.epoch = meta.epoch;
-      this.seq = Math.max(this.seq || 0, meta.seq);
-    }
-    this.show(article, meta);
-  }
-
   /**
-   * After a reconnect, fetch exactly what was published while away (GET /events, from the
-   * API's outbox). Returns false when there is nothing to go on (first load, or the
-   * events are older than the API keeps), so the caller loads recent articles instead.
+   * On every (re)connect: subscribe through sandbar.js's Recovery, which fetches what was
+   * published while away (GET /events) and fills gaps; on a first load (no event seen
+   * yet), or when the recovery says the feed must be reloaded, show the newest articles.
    */
-  async catchUp() {
-    if (!this.seq) return false;
-    try {
-      for (;;) {
-        const query = new URLSearchParams({ topic: "articles", after: this.seq, limit: 500 });
-        const response = await fetch(`${this.apiUrl}/events?${query}`, { headers: this.account.headers() });
-        const page = await response.json();
-        if (!response.ok || page.truncated) return false;
-        for (const event of page.events) {
-          this.seq = Math.max(this.seq, event.seq);
-          this.show(event.payload, { id: event.id, ts: event.ts, caughtUp: true });
-        }
-        if (!page.more) return true;
-      }
-    } catch (err) {
-      return false;
-    }
+  async attach(session) {
+    this.session = session;
+    await subscribe(session, "articles", (article, meta) => this.show(article, meta), {
+      recover: this.recovery,
+    });
+    this.setStatus("live", "Live: new articles appear here the moment they are created.");
+    const seen = this.recovery.streams.get("articles");
+    if (!seen || seen.last === null) await this.loadRecent();
   }
 
   async loadRecent() {
@@ -90,12 +70,12 @@ export class Feed {
     const when = Date.parse(article.created_at) || (meta && meta.ts) || Date.now();
     const item = el(
       "li.article",
-      { dataset: { id: article.id, live: !meta ? "false" : meta.caughtUp ? "caught-up" : "true" } },
+      { dataset: { id: article.id, live: !meta ? "false" : meta.recovered ? "caught-up" : "true" } },
       el(
         "div.article-head",
         {},
         el("h3.article-title", {}, article.title),
-        meta ? el("span.badge.badge-live", { title: `event ${meta.id}` }, meta.caughtUp ? "caught up" : "live") : null,
+        meta ? el("span.badge.badge-live", { title: `event ${meta.id}` }, meta.recovered ? "caught up" : "live") : null,
       ),
       el("p.article-body", {}, article.body),
       el("div.article-meta", {}, `#${article.id} · ${clockTime(when)}`),
@@ -114,6 +94,12 @@ export class Feed {
     item.remove();
   }
 
+  /** With "Not to this tab" ticked, the article's event skips this tab (toOthers). */
+  echo() {
+    const box = this.form.querySelector("[name=others]");
+    return box && box.checked ? toOthers(this.session) : {};
+  }
+
   async publish() {
     const data = new FormData(this.form);
     const button = this.form.querySelector("button");
@@ -123,7 +109,7 @@ export class Feed {
     try {
       const response = await fetch(`${this.apiUrl}/articles`, {
         method: "POST",
-        headers: { "Content-Type": "application/json", ...this.account.headers() },
+        headers: { "Content-Type": "application/json", ...this.account.headers(), ...this.echo() },
         body: JSON.stringify({ title: data.get("title"), body: data.get("body") }),
       });
       const body = await response.json();
@@ -138,9 +124,13 @@ export class Feed {
         });
         return;
       }
+      const others = Object.keys(this.echo()).length > 0;
       this.form.reset();
+      this.form.querySelector("[name=others]").checked = others;
       this.formStatus.dataset.kind = "ok";
-      this.formStatus.textContent = `Created #${body.id}: it reaches the feed through the bridge and router.`;
+      this.formStatus.textContent = others
+        ? `Created #${body.id}: its event goes to every other tab, not this one.`
+        : `Created #${body.id}: it reaches the feed through the bridge and router.`;
     } catch (err) {
       const reason = `${err.message}: is the API running at ${this.apiUrl}, and does it allow this origin (SANDBAR_API_CORS_ORIGINS)?`;
       this.formStatus.dataset.kind = "error";
