@@ -18,15 +18,15 @@ import requests
 from playwright.sync_api import Page, expect
 from sqlalchemy import delete
 
+from api.backends import begin_write
 from api.db import make_engine, outbox, outbox_epoch
 from api.outbox import record
-from api.writers import begin_write
 from bridge.config import load_routes
 from tests.support.procs import SHIPPED_BRIDGE_CONFIG, Api, Bridge, Router, Topics, free_port
 from tests.support.procs import wait_until as wait_for
-from tests.test_browser import _fast_bridge_config, chromium, pages, start_api, wait_open
+from tests.test_browser import _fast_bridge_config, pages, start_api, wait_open
 
-__all__ = ["chromium", "pages"]  # fixtures, imported for this module's tests
+__all__ = ["pages"]  # a fixture, imported for this module's tests
 
 PROBE = """
 async ({ apiUrl, token, user, limit }) => {
