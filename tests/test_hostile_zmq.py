@@ -105,6 +105,16 @@ def delivered_after(up: UpStack, subscriber: Subscriber, marker: str) -> list[st
     return titles(subscriber)
 
 
+def test_sandbar_up_makes_a_private_run_dir(up):
+    """The router (started first) made it 0755 while the database in it was 0600."""
+    modes = {
+        p.name: oct(stat.S_IMODE(p.stat().st_mode))
+        for p in (up.run_dir, *up.run_dir.iterdir())
+        if p.is_dir()
+    }
+    assert modes == {name: "0o700" for name in ("run", "router", "curve")}, modes
+
+
 def test_sandbar_up_makes_private_key_files(up):
     keys = up.run_dir / "curve"
     assert stat.S_IMODE(keys.stat().st_mode) == 0o700
