@@ -28,7 +28,7 @@ import zmq
 
 from bridge import EventSender
 from tests.support.browser import launch, missing_prerequisite
-from tests.support.procs import BIN, KEY_ENV, Proc, base_env, dealer, free_port, wait_until
+from tests.support.procs import BIN, KEY_VARS, Proc, base_env, dealer, free_port, wait_until
 from tests.support.wamp import Subscriber
 
 SLED = b"\x01\x02" * 200  # ZMTP/1.0 one-byte-length frames: resynchronises after any header
@@ -84,7 +84,7 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpStack]:
     argv = [str(BIN / "sandbar"), "up", "--run-dir", str(workdir / "run")]
     for name, port in ports.items():
         argv += [f"--{name}-port", str(port)]
-    env = {k: v for k, v in base_env(SANDBAR_DEV="1").items() if k not in KEY_ENV}
+    env = {k: v for k, v in base_env(SANDBAR_DEV="1").items() if k not in KEY_VARS}
     proc = Proc("up", argv, env, workdir).start()
     try:
         wait_until(lambda: "Sandbar is ready" in proc.output(), 90, "sandbar up ready", 0.2)
