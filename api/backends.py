@@ -26,6 +26,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
 from api.writers import AUTOCHECKPOINT_PAGES, file_lock, take_turns, writers_of
+from sandbar.paths import private_dir
 
 URL_HELP = "use sqlite:///path/to/api.db or postgresql://user:password@host:5432/dbname"
 
@@ -76,7 +77,7 @@ class SqliteBackend(Backend):
         database = url.database
         on_disk = Path(database) if database and database != ":memory:" else None
         if on_disk is not None:  # owner only: SQLite gives -wal and -shm the file's mode
-            on_disk.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            private_dir(on_disk.parent)
             with contextlib.suppress(FileExistsError):
                 os.close(os.open(on_disk, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         engine = create_engine(url)

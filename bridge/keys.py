@@ -19,7 +19,7 @@ from pathlib import Path
 
 from bridge.curve import check_key, new_keypair
 from sandbar.config import ConfigError
-from sandbar.paths import RUN_DIR
+from sandbar.paths import RUN_DIR, private_dir
 
 log = logging.getLogger("sandbar.bridge.keys")
 
@@ -115,7 +115,7 @@ def ensure_stack_keys(directory: str | Path) -> tuple[Path, Path]:
     bridge_file, sender_file = directory / BRIDGE_FILE, directory / SENDER_FILE
     if bridge_file.exists() and sender_file.exists():
         return bridge_file, sender_file
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_dir(directory)
     for stale in (bridge_file, sender_file):
         stale.unlink(missing_ok=True)  # one without the other cannot be trusted to match
     bridge_public, bridge_secret = new_keypair()

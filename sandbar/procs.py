@@ -18,7 +18,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import requests
 import zmq
@@ -32,27 +32,44 @@ BIN = Path(sys.executable).parent
 SECRET = "test-backend-secret-0123456789abcdef"
 TOKEN_SECRET = "test-token-secret-0123456789abcdef"
 
-# Every test bridge admits only CURVE senders, as in production: one set of key files for
-# the session, handed to the services (base_env) and to this process's EventSenders.
-KEYS_DIR = Path(tempfile.mkdtemp(prefix="sandbar-test-keys-"))
-atexit.register(shutil.rmtree, KEYS_DIR, ignore_errors=True)
-BRIDGE_KEYS, SENDER_KEYS = ensure_stack_keys(KEYS_DIR)
-KEY_ENV = {
-    "SANDBAR_BRIDGE_CURVE_KEYS": str(BRIDGE_KEYS),
-    "SANDBAR_API_BRIDGE_KEYS": str(SENDER_KEYS),
-    SENDER_KEYS_VAR: str(SENDER_KEYS),
-}
-os.environ.update(KEY_ENV)
+#: the variables session_keys sets: the bridge's keys, the API's, this process's senders'
+KEY_VARS = ("SANDBAR_BRIDGE_CURVE_KEYS", "SANDBAR_API_BRIDGE_KEYS", SENDER_KEYS_VAR)
+
+
+@functools.cache
+def session_keys() -> dict[str, str]:
+    """The session's key files, as KEY_VARS → path, made on first use (not on import: this
+    module is the pytest plugin's, loaded in any project that installs Sandbar).
+
+    Every test bridge admits only CURVE senders, as in production: one set of key files for
+    the session, handed to the services (base_env) and to this process's EventSenders (set
+    in ``os.environ``), removed at exit."""
+    folder = Path(tempfile.mkdtemp(prefix="sandbar-test-keys-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    bridge_keys, sender_keys = ensure_stack_keys(folder)
+    env = dict(zip(KEY_VARS, (str(bridge_keys), str(sender_keys), str(sender_keys)), strict=True))
+    os.environ.update(env)
+    return env
+
+
+def sender_keys() -> Path:
+    """The session's sender key file (``api.keys``)."""
+    return Path(session_keys()[SENDER_KEYS_VAR])
 
 
 def dealer(
-    endpoint: str, keys: Path | None = SENDER_KEYS, routing_id: bytes | None = None
+    endpoint: str,
+    keys: Path | Literal["session"] | None = "session",
+    routing_id: bytes | None = None,
 ) -> zmq.Socket[bytes]:
-    """A raw DEALER connected to a bridge, with the session's sender keys (None: without)."""
+    """A raw DEALER connected to a bridge, with the session's sender keys by default, others
+    given, or None: without (the NULL mechanism)."""
     sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 1000)
     if routing_id is not None:
         sock.setsockopt(zmq.ROUTING_ID, routing_id)
+    if keys == "session":
+        keys = sender_keys()
     if keys is not None:
         sender = load_sender_keys(keys)
         connect_as_client(sock, sender.server_key, sender.secret_key)
@@ -93,7 +110,7 @@ def base_env(**extra: str) -> dict[str, str]:
         SANDBAR_API_TOKEN_SECRET=TOKEN_SECRET,
         PYTHONUNBUFFERED="1",
     )
-    env.update(KEY_ENV)
+    env.update(session_keys())
     env.update(extra)
     return env
 

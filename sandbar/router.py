@@ -21,7 +21,7 @@ from pydantic import Field
 from sandbar.config import ConfigError, StrictModel, expand_env, validate_config
 from sandbar.logs import setup_logging
 from sandbar.nesting import DEFAULT_MAX_DEPTH
-from sandbar.paths import ROUTER_TEMPLATE, RUN_DIR, WEB_DIR
+from sandbar.paths import ROUTER_TEMPLATE, RUN_DIR, WEB_DIR, private_dir
 from sandbar.secrets import ensure_backend_secret
 
 log = logging.getLogger("sandbar.router")
@@ -83,7 +83,7 @@ def render(config: RouterConfig) -> Path:
         yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{config.template}: rendered config is not valid YAML: {exc}") from None
-    config.run_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(config.run_dir)
     (config.run_dir / "config.yaml").write_text(text, encoding="utf-8")
     return config.run_dir
 

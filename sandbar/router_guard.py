@@ -16,6 +16,10 @@ Why each one:
   ERROR for that request (a publish without acknowledge is dropped, as a refused one is),
   anything else closes the connection as a protocol error. Raw surrogates cannot arrive:
   WebSocket text, Autobahn's JSON and the msgpack and CBOR decoders all refuse invalid UTF-8.
+- WAMP's JSON convention reads a string that begins with NUL (``"\\u0000..."``) as base64
+  bytes; one that is not base64 (``{"text": "\\u0000\\u0087x"}``, text a browser or an
+  AutobahnPython JSON client sends as it is) made the decoder fail halfway, which closed the
+  connection without answering the request. It is refused and answered the same way.
 - The recursion limit goes back to a sane value (which also bounds any traceback), and
   ``sys.tracebacklimit`` keeps those formatted with ``traceback`` (Autobahn's) short.
 - Crossbar puts the node id, worker, process id and the peer's address into every WELCOME
@@ -27,10 +31,12 @@ Patching Autobahn's classes is the only hook: Crossbar builds its serializers it
 
 from __future__ import annotations
 
+import base64
 import functools
+import json
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from autobahn.wamp import message, serializer, websocket
@@ -49,6 +55,8 @@ _CBOR_CONTAINERS = bytes(range(0x80, 0xC0))
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
 #: what is left of one once decoded: the decoder joins each well-formed pair into one
 _SURROGATE = re.compile("[\ud800-\udfff]")
+#: either escape a refusal can answer: a surrogate half, or the NUL that marks base64 bytes
+_REFUSABLE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]|\\u0000")
 #: the largest WAMP id (2**53)
 _MAX_ID = 9007199254740992
 #: requests a refusal can answer: SUBSCRIBE, CALL, REGISTER, and PUBLISH when acknowledged
@@ -64,16 +72,46 @@ class NestingTooDeep(ValueError):
     """A message nested deeper than the router accepts."""
 
 
-class LoneSurrogate(ValueError):
-    """A message with a string holding half a UTF-16 surrogate pair; keeps what was decoded,
-    so that the request it came in can be answered."""
+class RefusedString(ValueError):
+    """A JSON message with a string the router cannot pass on; keeps what was decoded, so
+    that the request it came in can be answered."""
+
+    def __init__(self, reason: str, messages: list[Any]) -> None:
+        super().__init__(reason)
+        self.messages = messages
+
+    def found_in(self, value: Any) -> bool:
+        """Is the refused string in ``value`` (a part of the message)?"""
+        raise NotImplementedError
+
+
+class LoneSurrogate(RefusedString):
+    """A message with a string holding half a UTF-16 surrogate pair."""
 
     def __init__(self, surrogate: str, messages: list[Any]) -> None:
         super().__init__(
             f"lone surrogate \\u{ord(surrogate):04x} in a string: WAMP strings must be valid "
-            "Unicode (send surrogates only in pairs)"
+            "Unicode (send surrogates only in pairs)",
+            messages,
         )
-        self.messages = messages
+
+    def found_in(self, value: Any) -> bool:
+        return lone_surrogate(value) is not None
+
+
+class NotBase64(RefusedString):
+    """A message with a string that begins with NUL (WAMP JSON's mark of base64 bytes) but
+    is not base64; ``messages`` holds it as the string it is."""
+
+    def __init__(self, error: ValueError, messages: list[Any]) -> None:
+        super().__init__(
+            f"a string beginning with NUL is not valid base64 ({error}): WAMP JSON reads such "
+            "a string as bytes (start text with another character, send bytes as NUL + base64)",
+            messages,
+        )
+
+    def found_in(self, value: Any) -> bool:
+        return not_base64(value) is not None
 
 
 def _original(cls: type[Any]) -> Callable[[Any, bytes], Any]:
@@ -90,7 +128,17 @@ def _guard_json(limit: int) -> None:
     def unserialize(self: Any, payload: bytes) -> Any:
         if json_too_deep(payload, limit):
             raise NestingTooDeep(f"nested more than {limit} levels deep")
-        messages = original(self, payload)
+        try:
+            messages = original(self, payload)
+        except json.JSONDecodeError:
+            raise
+        except ValueError as failed:  # a NUL-marked string base64 could not decode
+            if self._batched or b"\\u0000" not in payload:
+                raise
+            messages = [json.loads(payload)]  # as plain JSON: nesting is checked above
+            if not_base64(messages) is None:
+                raise
+            raise NotBase64(failed, messages) from None
         if may_hold_surrogates(payload):
             surrogate = lone_surrogate(messages)
             if surrogate is not None:
@@ -134,22 +182,40 @@ def may_hold_surrogates(payload: bytes) -> bool:
     return _SURROGATE_ESCAPE.search(payload) is not None
 
 
-def lone_surrogate(value: Any) -> str | None:
-    """The first surrogate in any string (key or value) of a decoded JSON value, or None.
+def _strings(value: Any, keys: bool) -> Iterator[str]:
+    """Every string of a decoded JSON value (with the keys of its objects, when ``keys``).
     Level by level, like ``value_too_deep``, so it never recurses."""
     level = [value]
     while level:
         inner: list[Any] = []
         for item in level:
             if isinstance(item, str):
-                found = _SURROGATE.search(item)
-                if found:
-                    return found.group()
+                yield item
             elif isinstance(item, dict):
-                inner.extend((*item.keys(), *item.values()))
+                inner.extend((*item.keys(), *item.values()) if keys else item.values())
             elif isinstance(item, (list, tuple)):
                 inner.extend(item)
         level = inner
+
+
+def lone_surrogate(value: Any) -> str | None:
+    """The first surrogate in any string (key or value) of a decoded JSON value, or None."""
+    for text in _strings(value, keys=True):
+        found = _SURROGATE.search(text)
+        if found:
+            return found.group()
+    return None
+
+
+def not_base64(value: Any) -> str | None:
+    """The first string value that Autobahn's JSON decoder reads as base64 (it begins with
+    NUL; keys are never read so) but cannot decode, or None."""
+    for text in _strings(value, keys=False):
+        if text[:1] == "\x00":
+            try:
+                base64.b64decode(text[1:])  # as Autobahn decodes it
+            except ValueError:
+                return text
     return None
 
 
@@ -157,17 +223,17 @@ def _acknowledged(raw: list[Any]) -> bool:
     return len(raw) > 2 and isinstance(raw[2], dict) and raw[2].get("acknowledge") is True
 
 
-def _refusal(raw: list[Any], reason: str) -> message.Error | None:
+def _refusal(raw: list[Any], refused: RefusedString) -> message.Error | None:
     """The ERROR answering this one request, or None when it cannot be answered."""
     answerable = len(raw) >= 4 and raw[0] in _ANSWERABLE and isinstance(raw[2], dict)
     if not answerable or type(raw[1]) is not int or not 0 <= raw[1] <= _MAX_ID:
         return None  # as Autobahn parses it, a protocol error
-    error = "wamp.error.invalid_uri" if lone_surrogate(raw[3]) else "wamp.error.invalid_argument"
-    return message.Error(raw[0], raw[1], error, args=[reason])
+    error = "wamp.error.invalid_uri" if refused.found_in(raw[3]) else "wamp.error.invalid_argument"
+    return message.Error(raw[0], raw[1], error, args=[str(refused)])
 
 
-def _refused(protocol: Any, payload: bytes) -> LoneSurrogate | None:
-    """Why the JSON decoder refuses this joined session's one message for a surrogate."""
+def _refused(protocol: Any, payload: bytes) -> RefusedString | None:
+    """Why the JSON decoder refuses this joined session's one message for a string."""
     decoder = protocol._serializer._serializer
     session = protocol._session
     if not isinstance(decoder, serializer.JsonObjectSerializer) or session is None:
@@ -176,7 +242,7 @@ def _refused(protocol: Any, payload: bytes) -> LoneSurrogate | None:
         return None  # before WELCOME there is no request to answer: a protocol error
     try:
         decoder.unserialize(payload)
-    except LoneSurrogate as refused:
+    except RefusedString as refused:
         return refused if len(refused.messages) == 1 else None
     except Exception:  # any other problem is Autobahn's to report, as it always was
         return None
@@ -184,7 +250,7 @@ def _refused(protocol: Any, payload: bytes) -> LoneSurrogate | None:
 
 
 def _answered(protocol: Any, payload: bytes) -> bool:
-    """Answer a lone request refused for a surrogate; False leaves the payload to Autobahn,
+    """Answer a lone request refused for a string; False leaves the payload to Autobahn,
     which decodes it again: a refusal then closes the connection, and a payload that only
     held escaped pairs (rare: browsers and Autobahn send them as UTF-8) costs ~12 µs more."""
     refused = _refused(protocol, payload)
@@ -194,7 +260,7 @@ def _answered(protocol: Any, payload: bytes) -> bool:
     if raw[:1] == [message.Publish.MESSAGE_TYPE] and not _acknowledged(raw):
         protocol.log.warn("dropped a publish: {why}", why=refused)
         return True  # no answer asked for: dropped, as a refused publish is
-    answer = _refusal(raw, str(refused))
+    answer = _refusal(raw, refused)
     if answer is None:
         return False
     protocol.log.warn("refused a request: {why}", why=refused)
@@ -204,13 +270,14 @@ def _answered(protocol: Any, payload: bytes) -> bool:
 
 def refuse_lone_surrogates() -> None:
     """Answer (or refuse) WAMP-over-WebSocket JSON requests whose strings hold a lone
-    surrogate; the JSON decoder itself refuses them (see ``limit_nesting``) everywhere else."""
+    surrogate or begin with NUL without being base64; the JSON decoder itself refuses them
+    (see ``limit_nesting``) everywhere else."""
     cls = websocket.WampWebSocketProtocol
     original = getattr(cls.onMessage, "__wrapped__", cls.onMessage)
 
     @functools.wraps(original)
     def onMessage(self: Any, payload: bytes, isBinary: bool) -> None:
-        if isBinary or not may_hold_surrogates(payload) or not _answered(self, payload):
+        if isBinary or not _REFUSABLE_ESCAPE.search(payload) or not _answered(self, payload):
             original(self, payload, isBinary)
 
     cls.onMessage = onMessage  # type: ignore[method-assign]

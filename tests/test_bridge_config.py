@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bridge.config import load_config
-from tests.support.procs import BIN, SHIPPED_BRIDGE_CONFIG, base_env
+from tests.support.procs import BIN, SHIPPED_BRIDGE_CONFIG, base_env, session_keys
 
 GOOD = """
 zmq: {bind: "tcp://127.0.0.1:5555", curve_keys: "${SANDBAR_BRIDGE_CURVE_KEYS}"}
@@ -116,6 +116,8 @@ def test_missing_secret_outside_dev_mode_is_refused(tmp_path):
 
 def test_routes_compile_on_load(tmp_path, monkeypatch):
     monkeypatch.setenv("SANDBAR_BACKEND_SECRET", "s")
+    keys = "SANDBAR_BRIDGE_CURVE_KEYS"
+    monkeypatch.setenv(keys, session_keys()[keys])
     config = load_config(
         _write(tmp_path, GOOD.replace("{topic: articles}", '{topic: "chat.{channel}"}'))
     )

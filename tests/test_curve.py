@@ -19,7 +19,7 @@ from bridge.curve import new_keypair, public_key
 from bridge.keys import load_bridge_keys, load_sender_keys
 from tests.support.procs import (
     BIN,
-    KEY_ENV,
+    KEY_VARS,
     SHIPPED_BRIDGE_CONFIG,
     Api,
     Bridge,
@@ -98,7 +98,7 @@ def test_only_allowed_curve_keys_reach_the_bridge(router, tmp_path, subscribe):
 def _run_bridge(config_path, *, check: bool = True, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(BIN / "sandbar-bridge"), str(config_path), *(["--check"] if check else [])],
-        env={k: v for k, v in base_env(**env).items() if k not in KEY_ENV or k in env},
+        env={k: v for k, v in base_env(**env).items() if k not in KEY_VARS or k in env},
         capture_output=True,
         text=True,
         timeout=30,

@@ -278,6 +278,49 @@ def test_the_backend_port_refuses_a_lone_surrogate(stack, watcher):
     _delivered(bridge, watcher, "after a lone surrogate on the backend port")
 
 
+# -- NUL-leading strings that are not base64 -----------------------------------------------
+
+NOT_BASE64 = "a string beginning with NUL is not valid base64"
+
+#: (what, the JSON text a browser sends, the error it must get back): WAMP's JSON reads a
+#: string that begins with NUL as base64 bytes, and none of these is base64
+NUL_LEADING = [
+    ("call", rb'[48, 101, {}, "chat.general", [{"text": "\u0000\u0087x"}]]', "invalid_argument"),
+    (
+        "publish",
+        rb'[16, 102, {"acknowledge": true}, "chat.general", [], {"text": "\u0000abc"}]',
+        "invalid_argument",
+    ),
+    ("subscribe", rb'[32, 103, {}, "\u0000chat.x"]', "invalid_uri"),
+]
+
+
+@pytest.mark.parametrize(("what", "text", "error"), NUL_LEADING, ids=[c[0] for c in NUL_LEADING])
+def test_a_nul_leading_string_that_is_not_base64_gets_an_error(stack, watcher, what, text, error):
+    """Autobahn's decoder failed halfway (base64 of ``"\\x87x"``) and the connection was
+    closed without an answer to the request; now it gets an ERROR and the session lives."""
+    router, bridge = stack
+    with _joined(router) as ws:
+        ws.send_text(text)
+        answer = ws.receive_message()  # the socket times out after LATENCY_BOUND
+        kind, request = json.loads(text)[:2]
+        assert answer[:5] == [8, kind, request, {}, f"wamp.error.{error}"], answer
+        assert NOT_BASE64 in answer[5][0], answer
+        ws.send_message([32, 104, {}, "articles"])
+        assert ws.receive_message()[:2] == [33, 104]
+    _delivered(bridge, watcher, f"after a NUL-leading string in a {what}")
+
+
+def test_an_unacknowledged_publish_of_a_nul_leading_string_is_dropped(stack):
+    """No answer asked for: dropped and logged, and the connection stays open."""
+    router, _ = stack
+    with _joined(router) as ws:
+        ws.send_text(rb'[16, 105, {}, "articles", [{"title": "\u0000\u0087x"}]]')
+        ws.send_message([32, 106, {}, "articles"])
+        assert ws.receive_message()[:2] == [33, 106]
+    wait_until(lambda: f"dropped a publish: {NOT_BASE64}" in router.proc.output(), 5, "logged")
+
+
 # -- origins and WELCOME (M2, L6) -------------------------------------------------------
 
 

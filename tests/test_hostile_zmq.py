@@ -28,7 +28,7 @@ import zmq
 
 from bridge import EventSender
 from tests.support.browser import launch, missing_prerequisite
-from tests.support.procs import BIN, KEY_ENV, Proc, base_env, dealer, free_port, wait_until
+from tests.support.procs import BIN, KEY_VARS, Proc, base_env, dealer, free_port, wait_until
 from tests.support.wamp import Subscriber
 
 SLED = b"\x01\x02" * 200  # ZMTP/1.0 one-byte-length frames: resynchronises after any header
@@ -84,7 +84,7 @@ def up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UpStack]:
     argv = [str(BIN / "sandbar"), "up", "--run-dir", str(workdir / "run")]
     for name, port in ports.items():
         argv += [f"--{name}-port", str(port)]
-    env = {k: v for k, v in base_env(SANDBAR_DEV="1").items() if k not in KEY_ENV}
+    env = {k: v for k, v in base_env(SANDBAR_DEV="1").items() if k not in KEY_VARS}
     proc = Proc("up", argv, env, workdir).start()
     try:
         wait_until(lambda: "Sandbar is ready" in proc.output(), 90, "sandbar up ready", 0.2)
@@ -103,6 +103,16 @@ def delivered_after(up: UpStack, subscriber: Subscriber, marker: str) -> list[st
     up.post_article(marker)
     wait_until(lambda: marker in titles(subscriber), 15, f"the real article {marker!r}")
     return titles(subscriber)
+
+
+def test_sandbar_up_makes_a_private_run_dir(up):
+    """The router (started first) made it 0755 while the database in it was 0600."""
+    modes = {
+        p.name: oct(stat.S_IMODE(p.stat().st_mode))
+        for p in (up.run_dir, *up.run_dir.iterdir())
+        if p.is_dir()
+    }
+    assert modes == {name: "0o700" for name in ("run", "router", "curve")}, modes
 
 
 def test_sandbar_up_makes_private_key_files(up):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from tests.test_readme_topics import readme_example
 from tests.topics_app import topics as test_topics
 from topics import TopicRouter
+from topics.session import Session
 from topics.testing import Refused, Reject, TopicTester
 
 
@@ -95,6 +97,34 @@ def test_denials_prefix_wildcard_and_hook_exceptions(t: TopicTester, caplog):
         browser.call("sandbar.authorize")
     assert denied.value.error == "wamp.error.not_authorized"
     assert browser.explain("user.x")["reason"] == "sign in to receive private events"
+
+
+def test_lifecycle_hooks_that_reject_or_raise_are_logged(caplog):
+    """Nothing is left to refuse once a session has (un)subscribed, but a Reject there is
+    the topic code's mistake: it is logged with the topic and session, as a raise is."""
+    late = TopicRouter()
+
+    @late.topic("late.{x}")
+    class Late:
+        def on_subscribed(self, session: Session, x: str) -> None:
+            raise Reject(f"too late for {x}")
+
+        def on_unsubscribe(self, session: Session, x: str) -> None:
+            raise RuntimeError(f"unsubscribe hook exploded for {x}")
+
+    caplog.set_level(logging.WARNING, logger="sandbar")
+    with TopicTester(late) as tester:
+        alice = tester.client(authid="alice", authrole="user")
+        assert alice.subscribe("late.a")
+        alice.unsubscribe("late.a")
+        assert alice.subscribe("late.b")  # still serving
+    rejected = [r for r in caplog.records if "raised Reject" in r.getMessage()]
+    assert [r.levelno for r in rejected] == [logging.WARNING, logging.WARNING]
+    assert rejected[0].getMessage() == (
+        f"on_subscribed of topic 'late.{{x}}' for 'late.a' (session {alice.id}, authid alice) "
+        "raised Reject (too late for a): ignored, nothing left to refuse"
+    )
+    assert "unsubscribe hook exploded for a" in caplog.text  # logged by call_hook
 
 
 def test_prefix_subscribers_get_events_under_it_and_direct_publishes_skip_the_sender(

@@ -284,9 +284,9 @@ class Authorizer:
         where = f"{hook_name} of topic '{topic.name}' for '{uri}' (session {session_id}, authid {info.authid})"
         try:
             await call_hook(hook, session, where=where, **params)
-        except Reject:
-            pass
-        except HandlerFailed:
+        except Reject as refused:  # too late to refuse: the (un)subscription has happened
+            log.warning("%s raised Reject (%s): ignored, nothing left to refuse", where, refused)
+        except HandlerFailed:  # call_hook logged it
             self.metrics.hook_failed(hook_name, topic.name)
 
     async def _subscribe(

@@ -2,11 +2,9 @@
 
 from sandbar.procs import (
     BIN,
-    BRIDGE_KEYS,
-    KEY_ENV,
+    KEY_VARS,
     ROOT,
     SECRET,
-    SENDER_KEYS,
     SHIPPED_BRIDGE_CONFIG,
     TOKEN_SECRET,
     Api,
@@ -18,16 +16,16 @@ from sandbar.procs import (
     dealer,
     free_port,
     http_ok,
+    sender_keys,
+    session_keys,
     wait_until,
 )
 
 __all__ = [
     "BIN",
-    "BRIDGE_KEYS",
-    "KEY_ENV",
+    "KEY_VARS",
     "ROOT",
     "SECRET",
-    "SENDER_KEYS",
     "SHIPPED_BRIDGE_CONFIG",
     "TOKEN_SECRET",
     "Api",
@@ -39,5 +37,7 @@ __all__ = [
     "dealer",
     "free_port",
     "http_ok",
+    "sender_keys",
+    "session_keys",
     "wait_until",
 ]
