@@ -51,6 +51,7 @@ from topics.gate import Authenticator, RateLimiter, SubscriptionCount
 from topics.handlers import Reject
 from topics.metrics import TopicsMetrics
 from topics.payloads import check_relayable
+from topics.presence import PRESENCE_PROCEDURE
 from topics.registry import APP_VAR, DEFAULT_APP, TopicRouter, app_spec, load_app
 from topics.session import Addressing, SessionInfo
 
@@ -281,6 +282,20 @@ class TopicsService:
             raise ApplicationError(exc.error, exc.reason) from None
         return handled.publication
 
+    @_counted
+    async def who_is_here(self, uri: str, details: CallDetails) -> list[dict[str, Any]]:
+        """``presence.get``: who is on ``uri`` (registered by the leader, which keeps the lists)."""
+        try:
+            return await self.authorizer.who_is_here(
+                int(details.caller or 0), uri, self.sessions.get
+            )
+        except Refused as exc:
+            raise ApplicationError(exc.error, exc.reason) from None
+
+    def presence(self, uri: str) -> list[dict[str, Any]]:
+        """Who is on ``uri``; kept by the leader, the replica whose hooks ask."""
+        return self.authorizer.presence.list(uri)
+
     def describe(self) -> list[str]:
         return [topic.name for topic in self.topics]
 
@@ -430,6 +445,10 @@ class TopicsService:
                 await asyncio.sleep(self.config.leader_retry)
                 continue
             self.is_leader = True
+            leader_only = RegisterOptions(details_arg="details")
+            self._registrations.append(
+                await session.register(self.who_is_here, PRESENCE_PROCEDURE, options=leader_only)
+            )
             log.info("this replica runs the lifecycle hooks (leader)")
             return
 
