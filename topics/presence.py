@@ -77,6 +77,12 @@ class Presence:
             self._shown.pop(uri, None)
         return authid
 
+    def clear(self) -> None:
+        """Forget everyone: the router connection is gone, and with it every subscription."""
+        self._sessions.clear()
+        self._shown.clear()
+        self._owner.clear()
+
     def list(self, uri: str) -> list[dict[str, Any]]:
         """Who is on ``uri``, one entry per user, in the order they came."""
         return [dict(entry) for entry in self._shown.get(uri, {}).values()]

@@ -7,7 +7,8 @@ It registers, shared with any other replicas (round-robin):
   * ``explain.subscribe``  tells a client why a subscription was denied.
 One replica at a time (the one holding ``sandbar.topics.leader``) runs the
 lifecycle hooks ``on_subscribed`` / ``on_unsubscribe`` from the router's meta
-events, so a welcome is sent once however many replicas run.
+events, so a welcome is sent once however many replicas run; it also keeps the
+presence lists and alone registers ``presence.get``.
 """
 
 from __future__ import annotations
@@ -417,6 +418,7 @@ class TopicsService:
     def on_leave(self, session: ApplicationSession, details: Any) -> None:
         self.wamp = None
         self.is_leader = False
+        self.authorizer.presence.clear()  # stale after this; a new leader learns it anew
         self.topics.bind(None)
         if self._campaign is not None:
             self._campaign.cancel()
