@@ -4,10 +4,16 @@ user however many tabs, join/leave only on a user's first/last session, no crede
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from autobahn.wamp.exception import ApplicationError
 
+from tests.support.procs import Router, Topics, wait_until
+from tests.support.wamp import Client
 from tests.topics_app import topics as test_topics
 from topics import TopicRouter
 from topics.patterns import PatternError
@@ -97,3 +103,52 @@ def test_presence_needs_an_exact_topic_and_its_namespace_is_reserved():
         TopicRouter().add_topic("feed", match="prefix", presence=("user",))
     with pytest.raises(PatternError, match="is reserved"):
         TopicRouter().add_topic("presence.x")
+
+
+# -- a real router and two replicas: the new leader learns who is already there ------------
+
+
+@pytest.fixture
+def own_router(tmp_path: Path) -> Iterator[Router]:
+    router = Router(tmp_path).start()
+    yield router
+    router.stop()
+
+
+def test_a_new_leader_learns_who_is_already_there(own_router: Router, tmp_path: Path):
+    first = Topics(tmp_path, own_router, name="topics-1").start()
+    second = Topics(tmp_path, own_router, name="topics-2").start()
+    browsers: list[Client] = []
+    try:
+        leader, survivor = (first, second) if "(leader)" in first.proc.output() else (second, first)
+        for _ in range(2):
+            browsers.append(Client(own_router.ws_url))
+            browsers[-1].subscribe("lobby.failover")
+            if len(browsers) == 1:
+                stays = _here(browsers[0])  # the first one's (anonymous, random) authid
+        before = _here(browsers[0])
+        assert len(before) == 2
+
+        os.killpg(leader.proc.pid, signal.SIGKILL)
+        wait_until(lambda: "(leader)" in survivor.proc.output(), 10, "survivor leads")
+        wait_until(lambda: _answers(browsers[0]), 10, "presence.get is registered again", 0.5)
+        assert _here(browsers[0]) == before  # the same people (in the router's order)
+        browsers[1].close()  # the new leader saw it join only through the router's lists
+        wait_until(lambda: _here(browsers[0]) == stays, 10, "the leaving one is gone", 0.5)
+    finally:
+        for each in browsers:
+            each.close()
+        first.stop()
+        second.stop()
+
+
+def _here(browser: Client) -> set[str]:
+    return {entry["authid"] for entry in browser.call("presence.get", "lobby.failover")}
+
+
+def _answers(browser: Client) -> bool:
+    try:
+        browser.call("presence.get", "lobby.failover")
+    except ApplicationError:
+        return False
+    return True

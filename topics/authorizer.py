@@ -298,6 +298,16 @@ class Authorizer:
         except HandlerFailed:
             self.metrics.hook_failed(hook_name, topic.name)
 
+    async def present(
+        self, session_id: int, uri: str, who: Callable[[int], Awaitable[SessionInfo]]
+    ) -> None:
+        """Count a session already subscribed to ``uri`` (a new leader learning the lists),
+        publishing nothing: the others saw it join."""
+        found = self.topics.match(uri)
+        info = await who(session_id)
+        if found is not None and found[0].presence is not None and info.authrole != "backend":
+            self.presence.join(uri, info, found[0].presence)
+
     def _joined(self, uri: str, info: SessionInfo, keys: Sequence[str]) -> None:
         entry = self.presence.join(uri, info, keys)
         if entry is not None and self.runtime is not None:  # a user's first session here

@@ -447,12 +447,31 @@ class TopicsService:
                 await asyncio.sleep(self.config.leader_retry)
                 continue
             self.is_leader = True
+            await self._learn_presence(session)
             leader_only = RegisterOptions(details_arg="details")
             self._registrations.append(
                 await session.register(self.who_is_here, PRESENCE_PROCEDURE, options=leader_only)
             )
             log.info("this replica runs the lifecycle hooks (leader)")
             return
+
+    async def _learn_presence(self, session: ApplicationSession) -> None:
+        """A new leader learns who is already on presence topics from the router (after a
+        failover or a reconnect), without publishing joins the clients have already seen."""
+        if not any(topic.presence is not None for topic in self.topics):
+            return
+        try:
+            listed = await session.call("wamp.subscription.list")
+            for subscription_id in (listed or {}).get("exact", []):
+                details = await session.call("wamp.subscription.get", subscription_id)
+                found = self.topics.match(str((details or {}).get("uri", "")))
+                if found is None or found[0].presence is None:
+                    continue
+                members = await session.call("wamp.subscription.list_subscribers", subscription_id)
+                for member in members or []:
+                    await self.authorizer.present(int(member), details["uri"], self.sessions.get)
+        except ApplicationError as exc:
+            log.warning("could not learn who is present from the router: %s", exc)
 
     async def run(self, stop: asyncio.Event) -> None:
         endpoint = metrics.serve(self.metrics.registry, self.config.metrics, "topics")
