@@ -67,3 +67,16 @@ class SettingsEcho:
 
     def on_subscribed(self, session: Session) -> None:
         session.send({"api_url": session.settings["api_url"]}, name="settings")
+
+
+@topics.topic("lobby.{room}", presence=("user",))
+class Lobby:
+    """Presence: who is here, one entry per user, showing authextra's ``user`` only.
+    Rooms named ``closed-*`` refuse everyone, so nobody may read their presence either."""
+
+    def on_subscribe(self, session: Session, room: str) -> None:
+        if room.startswith("closed"):
+            raise Reject("this lobby is closed")
+
+    def on_subscribed(self, session: Session, room: str) -> None:
+        session.send({"here": session.presence()}, name="lobby.welcome")

@@ -25,6 +25,7 @@ from topics.handlers import HandlerFailed, Reject, call_hook
 from topics.metrics import EXPLAIN, TopicsMetrics
 from topics.patterns import MAX_URI_LENGTH
 from topics.payloads import check_relayable
+from topics.presence import JOIN, LEAVE, PRESENCE_PROCEDURE, Presence
 from topics.registry import Topic, TopicRouter
 from topics.session import Runtime, Session, SessionInfo
 
@@ -114,6 +115,7 @@ class Authorizer:
         self._denials: OrderedDict[tuple[int, str], str] = OrderedDict()
         self._remember, self._remember_bytes = remember, remember_bytes
         self.denial_bytes = 0  # what the remembered denials cost, about
+        self.presence = Presence()  # kept where the lifecycle hooks run (the leader)
 
     async def authorize(
         self, session: SessionInfo, uri: str, action: str, options: dict[str, Any] | None = None
@@ -268,18 +270,25 @@ class Authorizer:
         match: str,
         who: Callable[[int], Awaitable[SessionInfo]],
     ) -> None:
-        """Run ``on_subscribed`` / ``on_unsubscribe`` of the topic of ``uri``, if it has one
-        (``who`` finds the session's details, asked only when there is a hook to run)."""
+        """Keep the topic's presence, then run ``on_subscribed`` / ``on_unsubscribe`` of the
+        topic of ``uri``, if it has one (``who`` finds the session's details, asked only
+        when there is something to do)."""
         found = self.topics.match(uri, match)  # type: ignore[arg-type]
         if found is None:
             return
         topic, params = found
         hook = topic.hook(hook_name)
-        if hook is None:
+        if hook is None and topic.presence is None:
             return
+        if topic.presence is not None and hook_name == "on_unsubscribe":
+            self._left(uri, session_id)  # by id: known even if the session's details are not
         info = await who(session_id)
         if info.authrole == "backend":
             return  # presence is about clients, not the bridge peeking at a topic
+        if topic.presence is not None and hook_name == "on_subscribed":
+            self._joined(uri, info, topic.presence)
+        if hook is None:
+            return
         session = Session.bind(info, uri, self.runtime)
         where = f"{hook_name} of topic '{topic.name}' for '{uri}' (session {session_id}, authid {info.authid})"
         try:
@@ -288,6 +297,54 @@ class Authorizer:
             log.warning("%s raised Reject (%s): ignored, nothing left to refuse", where, refused)
         except HandlerFailed:  # call_hook logged it
             self.metrics.hook_failed(hook_name, topic.name)
+
+    async def present(
+        self, session_id: int, uri: str, who: Callable[[int], Awaitable[SessionInfo]]
+    ) -> None:
+        """Count a session already subscribed to ``uri`` (a new leader learning the lists),
+        publishing nothing: the others saw it join."""
+        found = self.topics.match(uri)
+        info = await who(session_id)
+        if found is not None and found[0].presence is not None and info.authrole != "backend":
+            self.presence.join(uri, info, found[0].presence)
+
+    def _joined(self, uri: str, info: SessionInfo, keys: Sequence[str]) -> None:
+        entry = self.presence.join(uri, info, keys)
+        if entry is not None and self.runtime is not None:  # a user's first session here
+            self.runtime.publish(uri, entry, name=JOIN)
+
+    def _left(self, uri: str, session_id: int) -> None:
+        authid = self.presence.leave(uri, session_id)
+        if authid is not None and self.runtime is not None:  # their last session left
+            self.runtime.publish(uri, {"authid": authid}, name=LEAVE)
+
+    async def who_is_here(
+        self, session_id: int, uri: str, who: Callable[[int], Awaitable[SessionInfo]]
+    ) -> list[dict[str, Any]]:
+        """``presence.get``: who is on ``uri``, for a caller that may subscribe to it."""
+        if not self.explain_limiter.allow(session_id):
+            raise Refused(
+                ERROR_RATE_LIMITED,
+                f"slow down: at most {self.explain_limiter.rate:g} presence or explain calls "
+                f"a second (bursts of {self.explain_limiter.burst})",
+            )
+        found = self.topics.match(uri) if isinstance(uri, str) else None
+        if found is None or found[0].presence is None:
+            raise Refused(
+                ERROR_INVALID,
+                f"no topic '{shown(str(uri))}' keeps presence; declare it with "
+                "topic(pattern, presence=('user',))",
+            )
+        info = await who(session_id)
+        if not self.allow_anonymous and info.authmethod == "anonymous":
+            decision = deny("sign in first: this site does not serve anonymous sessions")
+        elif self.expired(info):
+            decision = deny(EXPIRED)
+        else:  # the subscribe decision, without counting a subscription it does not hold
+            decision = await self._subscribe(info, uri, "exact", found)
+        if not decision.allow:
+            raise Refused(NOT_AUTHORIZED, decision.reason or "subscription refused")
+        return self.presence.list(uri)
 
     async def _subscribe(
         self, session: SessionInfo, uri: str, match: str, found: Matched
@@ -329,7 +386,7 @@ class Authorizer:
         return await self._ask(topic, "can_publish", hook, session, uri, params, "publish refused")
 
     def _call(self, uri: str) -> tuple[Decision, str | None]:
-        if uri == EXPLAIN_PROCEDURE:
+        if uri in (EXPLAIN_PROCEDURE, PRESENCE_PROCEDURE):
             return Decision(True, disclose=True), EXPLAIN
         found = self.topics.match(uri)
         if found is not None and found[0].handles_publish:

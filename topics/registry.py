@@ -22,6 +22,7 @@ from typing import Any, Literal, TypeVar, Unpack
 from sandbar.config import ConfigError
 from sandbar.imports import load_object
 from topics.patterns import Parameter, PatternError, TopicPattern
+from topics.presence import check_keys
 from topics.session import Addressing, Runtime
 
 H = TypeVar("H")
@@ -30,8 +31,8 @@ Match = Literal["exact", "prefix", "wildcard"]
 #: Hooks a topic may define; a plain function handler is its ``on_subscribe``.
 HOOKS = ("on_subscribe", "on_subscribed", "on_unsubscribe", "on_publish", "can_publish")
 #: Namespaces that are not the app's: the router's meta API, Sandbar's backend
-#: procedures, and the public ``explain.*`` helpers.
-RESERVED = ("wamp", "sandbar", "explain")
+#: procedures, and the public ``explain.*`` and ``presence.*`` helpers.
+RESERVED = ("wamp", "sandbar", "explain", "presence")
 #: The one setting naming the topics app, read by the topics service, the API and the bridge.
 APP_VAR = "SANDBAR_TOPICS_APP"
 DEFAULT_APP = "topics.examples:topics"
@@ -45,6 +46,8 @@ class Topic:
     client_publish: bool = False
     #: senders need not pass ``on_subscribe`` (an inbox anyone may write to, few may read)
     write_only_senders: bool = False
+    #: the authextra keys a presence list shows (None: the topic keeps no presence)
+    presence: tuple[str, ...] | None = None
 
     @property
     def name(self) -> str:
@@ -98,6 +101,7 @@ class TopicRouter:
         match: Match = "exact",
         client_publish: bool = False,
         write_only_senders: bool = False,
+        presence: Sequence[str] | None = None,
     ) -> Topic:
         """Declare ``pattern``. A class handler is instantiated once, here.
 
@@ -109,6 +113,8 @@ class TopicRouter:
         would: who may not read a topic may not write to it either.
         ``write_only_senders=True`` lifts that for this topic (e.g. a support inbox that
         anyone may write to and only staff may read).
+        ``presence=("user",)`` keeps a list of who is subscribed, one entry per user,
+        showing those authextra keys (never a credential: refused here).
         """
         self._check_open(pattern)
         compiled = _compile(pattern, match)
@@ -120,7 +126,11 @@ class TopicRouter:
         if (pattern, match) in self._topics:
             raise PatternError(f"topic pattern '{pattern}' is already declared")
         instance = handler() if isinstance(handler, type) else handler
-        topic = Topic(compiled, instance, match, client_publish, write_only_senders)
+        try:
+            shown = check_keys(compiled.source, presence)
+        except ValueError as exc:
+            raise PatternError(str(exc)) from None
+        topic = Topic(compiled, instance, match, client_publish, write_only_senders, shown)
         _check_hooks(topic)
         self._topics[(pattern, match)] = topic
         return topic
@@ -132,6 +142,7 @@ class TopicRouter:
         match: Match = "exact",
         client_publish: bool = False,
         write_only_senders: bool = False,
+        presence: Sequence[str] | None = None,
     ) -> Callable[[H], H]:
         """Decorator form of :meth:`add_topic`; returns the class or function unchanged."""
 
@@ -142,6 +153,7 @@ class TopicRouter:
                 match=match,
                 client_publish=client_publish,
                 write_only_senders=write_only_senders,
+                presence=presence,
             )
             return handler
 
@@ -157,6 +169,7 @@ class TopicRouter:
                 match=topic.match,
                 client_publish=topic.client_publish,
                 write_only_senders=topic.write_only_senders,
+                presence=topic.presence,
             )
         other._parent = self
 
@@ -280,6 +293,10 @@ def _check_hooks(topic: Topic) -> None:
         raise PatternError(
             f"topic '{name}': write_only_senders=True without on_subscribe changes nothing "
             "(anyone may subscribe); drop the flag or add on_subscribe"
+        )
+    if topic.match != "exact" and topic.presence is not None:
+        raise PatternError(
+            f"topic '{name}': presence needs an exact topic, not a {topic.match} one"
         )
     if topic.match != "exact" and (topic.handles_publish or topic.client_publish):
         raise PatternError(f"topic '{name}': a {topic.match} topic is for subscribing only")

@@ -7,7 +7,8 @@ It registers, shared with any other replicas (round-robin):
   * ``explain.subscribe``  tells a client why a subscription was denied.
 One replica at a time (the one holding ``sandbar.topics.leader``) runs the
 lifecycle hooks ``on_subscribed`` / ``on_unsubscribe`` from the router's meta
-events, so a welcome is sent once however many replicas run.
+events, so a welcome is sent once however many replicas run; it also keeps the
+presence lists and alone registers ``presence.get``.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from topics.gate import Authenticator, RateLimiter, SubscriptionCount
 from topics.handlers import Reject
 from topics.metrics import TopicsMetrics
 from topics.payloads import check_relayable
+from topics.presence import PRESENCE_PROCEDURE
 from topics.registry import APP_VAR, DEFAULT_APP, TopicRouter, app_spec, load_app
 from topics.session import Addressing, SessionInfo
 
@@ -281,6 +283,20 @@ class TopicsService:
             raise ApplicationError(exc.error, exc.reason) from None
         return handled.publication
 
+    @_counted
+    async def who_is_here(self, uri: str, details: CallDetails) -> list[dict[str, Any]]:
+        """``presence.get``: who is on ``uri`` (registered by the leader, which keeps the lists)."""
+        try:
+            return await self.authorizer.who_is_here(
+                int(details.caller or 0), uri, self.sessions.get
+            )
+        except Refused as exc:
+            raise ApplicationError(exc.error, exc.reason) from None
+
+    def presence(self, uri: str) -> list[dict[str, Any]]:
+        """Who is on ``uri``; kept by the leader, the replica whose hooks ask."""
+        return self.authorizer.presence.list(uri)
+
     def describe(self) -> list[str]:
         return [topic.name for topic in self.topics]
 
@@ -402,6 +418,7 @@ class TopicsService:
     def on_leave(self, session: ApplicationSession, details: Any) -> None:
         self.wamp = None
         self.is_leader = False
+        self.authorizer.presence.clear()  # stale after this; a new leader learns it anew
         self.topics.bind(None)
         if self._campaign is not None:
             self._campaign.cancel()
@@ -430,8 +447,31 @@ class TopicsService:
                 await asyncio.sleep(self.config.leader_retry)
                 continue
             self.is_leader = True
+            await self._learn_presence(session)
+            leader_only = RegisterOptions(details_arg="details")
+            self._registrations.append(
+                await session.register(self.who_is_here, PRESENCE_PROCEDURE, options=leader_only)
+            )
             log.info("this replica runs the lifecycle hooks (leader)")
             return
+
+    async def _learn_presence(self, session: ApplicationSession) -> None:
+        """A new leader learns who is already on presence topics from the router (after a
+        failover or a reconnect), without publishing joins the clients have already seen."""
+        if not any(topic.presence is not None for topic in self.topics):
+            return
+        try:
+            listed = await session.call("wamp.subscription.list")
+            for subscription_id in (listed or {}).get("exact", []):
+                details = await session.call("wamp.subscription.get", subscription_id)
+                found = self.topics.match(str((details or {}).get("uri", "")))
+                if found is None or found[0].presence is None:
+                    continue
+                members = await session.call("wamp.subscription.list_subscribers", subscription_id)
+                for member in members or []:
+                    await self.authorizer.present(int(member), details["uri"], self.sessions.get)
+        except ApplicationError as exc:
+            log.warning("could not learn who is present from the router: %s", exc)
 
     async def run(self, stop: asyncio.Event) -> None:
         endpoint = metrics.serve(self.metrics.registry, self.config.metrics, "topics")

@@ -27,6 +27,10 @@ class Runtime(Protocol):
 
     async def subscriber_count(self, uri: str) -> int: ...
 
+    def presence(self, uri: str) -> list[dict[str, Any]]:
+        """Who is on ``uri`` (a topic declared with ``presence=``): one entry per user."""
+        ...
+
     @property
     def settings(self) -> Mapping[str, Any]:
         """The service's settings topic code may read (``api_url``, …); never secrets."""
@@ -100,6 +104,11 @@ class Session(SessionInfo):
     async def subscriber_count(self) -> int:
         """How many sessions are subscribed to this topic now (the router's count)."""
         return await self._runtime().subscriber_count(self.uri)
+
+    def presence(self) -> list[dict[str, Any]]:
+        """Who is on this topic, one ``{"authid", "extra"}`` per user however many tabs
+        (a topic declared with ``presence=``; empty otherwise)."""
+        return self._runtime().presence(self.uri)
 
     @property
     def settings(self) -> Mapping[str, Any]:

@@ -27,6 +27,7 @@ from bridge.envelope import Envelope
 from topics.authorizer import EXPLAIN_PROCEDURE, Authorizer, Refused
 from topics.gate import RateLimiter
 from topics.handlers import Reject
+from topics.presence import PRESENCE_PROCEDURE
 from topics.registry import TopicRouter
 from topics.session import Addressing, SessionInfo
 
@@ -102,6 +103,10 @@ class TestClient:
     def explain(self, uri: str) -> dict[str, Any]:
         """What ``explain.subscribe`` answers this session."""
         return dict(self.call(EXPLAIN_PROCEDURE, uri))
+
+    def presence(self, uri: str) -> list[dict[str, Any]]:
+        """What ``presence.get`` answers this session: who is on ``uri``."""
+        return list(self.call(PRESENCE_PROCEDURE, uri))
 
     def leave(self) -> None:
         """Close the session (or lose the connection): on_unsubscribe runs for each topic."""
@@ -222,6 +227,8 @@ class TopicTester:
             raise Refused(NOT_AUTHORIZED, decision.reason or "denied")
         if uri == EXPLAIN_PROCEDURE:
             return await self.authorizer.why(client.id, str(args[0]), self._who)
+        if uri == PRESENCE_PROCEDURE:
+            return await self.authorizer.who_is_here(client.id, args[0], self._who)
         handled = await self.authorizer.handle_publish(client.id, uri, args, kwargs, self._who)
         return handled.payload
 
@@ -273,6 +280,10 @@ class TopicTester:
         """The router's count for ``uri``: sessions with an exact subscription to it."""
         subscription = self._subscription_ids.get((uri, "exact"))
         return len(self._members.get(subscription or 0, []))
+
+    def presence(self, uri: str) -> list[dict[str, Any]]:
+        """Who is on ``uri``, as ``session.presence()`` answers topic code."""
+        return self.authorizer.presence.list(uri)
 
     def count(self, uri: str) -> int:
         """:meth:`subscriber_count` from a test (not a coroutine)."""

@@ -9,7 +9,8 @@
  * - Recovery:    pass `{recover}` to subscribe() and the handler gets every sequenced
  *                event of the topic exactly once, in order, across gaps and reconnects
  *                (missing ones are fetched from the API's GET /events);
- * - toOthers():  headers for a REST request whose events this session should not get.
+ * - toOthers():  headers for a REST request whose events this session should not get;
+ * - presence():  who is on a topic declared with `presence=`, kept up to date.
  *
  * Event handlers get (payload, meta, details): payload is args[0], meta the envelope
  * fields Sandbar puts in kwargs ({id, name, ts}, and {seq, epoch} for events from the
@@ -152,6 +153,46 @@ export const SESSION_HEADER = "X-Sandbar-Session";
 export function toOthers(session) {
   const proof = session && proofs.get(session);
   return proof ? { [SESSION_HEADER]: `${session.id}.${proof}` } : {};
+}
+
+// -- presence ---------------------------------------------------------------------------
+
+export const PRESENCE_PROCEDURE = "presence.get";
+
+/**
+ * Who is on `uri` (a topic declared with `presence=("user",)`): subscribes to it, fetches
+ * the list (`presence.get`), then follows `presence.join` / `presence.leave` events.
+ * `onChange(list)` gets `[{authid, extra}]`, one entry per user however many tabs, first
+ * with the fetched list and then on every change. Resolves to `{subscription, list()}`;
+ * a refusal rejects with a Refusal (whoever may not subscribe may not see who is there).
+ */
+export async function presence(session, uri, onChange) {
+  const here = new Map();
+  const early = []; // events that came before the list: replayed on top of it, in order
+  let listed = false;
+  const apply = (name, entry) => {
+    if (name === "presence.join") here.set(entry.authid, entry);
+    else if (name === "presence.leave") here.delete(entry.authid);
+  };
+  const report = () => onChange && onChange([...here.values()]);
+  const subscription = await subscribe(session, uri, (payload, meta) => {
+    if (!payload || !meta || !String(meta.name).startsWith("presence.")) return;
+    if (!listed) return void early.push([meta.name, payload]);
+    apply(meta.name, payload);
+    report();
+  });
+  let list;
+  try {
+    list = await session.call(PRESENCE_PROCEDURE, [uri]);
+  } catch (err) {
+    await Promise.resolve(session.unsubscribe(subscription)).catch(() => {});
+    throw new Refusal({ action: "presence", uri, error: errorUri(err), reason: firstArg(err) });
+  }
+  for (const entry of list || []) here.set(entry.authid, entry);
+  for (const [name, entry] of early) apply(name, entry);
+  listed = true;
+  report();
+  return { subscription, list: () => [...here.values()] };
 }
 
 // -- recovery ---------------------------------------------------------------------------
