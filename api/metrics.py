@@ -95,6 +95,7 @@ class ApiMetrics:
             P + "catch_up_events", "Events served by GET /events", registry=r
         )
         self.registry = r
+        self._children: dict[tuple[str, str, int], tuple[Any, Any, Any]] = {}
 
     def instrument(self, app: Flask) -> None:
         """Count and time every request by its URL rule (bounded), not its path."""
@@ -103,16 +104,32 @@ class ApiMetrics:
 
     def _answered(self, response: Response) -> Response:
         rule = request.url_rule
-        route = rule.rule if rule is not None else UNMATCHED
-        method = request.method if request.method in METHODS else "other"
-        status = str(response.status_code)
-        self.requests.labels(method, route, status).inc()
+        key = (
+            request.method if request.method in METHODS else "other",
+            rule.rule if rule is not None else UNMATCHED,
+            response.status_code,
+        )
+        children = self._children.get(key) or self._children_of(*key)
+        children[0].inc()
         started = g.get("sandbar_started")
         if started is not None:
-            self.request_seconds.labels(method, route).observe(time.perf_counter() - started)
-        if route == "/events":
-            self.catch_up_requests.labels(status).inc()
+            children[1].observe(time.perf_counter() - started)
+        if children[2] is not None:
+            children[2].inc()
         return response
+
+    def _children_of(self, method: str, route: str, status: int) -> tuple[Any, Any, Any]:
+        """The labelled series of one kind of request, looked up once: ``labels()`` per
+        request is most of the hot path's cost. Bounded: rules x methods x statuses."""
+        code = str(status)
+        catch_up = self.catch_up_requests.labels(code) if route == "/events" else None
+        children = (
+            self.requests.labels(method, route, code),
+            self.request_seconds.labels(method, route),
+            catch_up,
+        )
+        self._children[(method, route, status)] = children
+        return children
 
 
 def _started() -> None:
