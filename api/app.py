@@ -15,6 +15,7 @@ from api.config import ApiConfig
 from api.cors import allow_origins
 from api.db import create_schema, make_engine, wait_for_database
 from api.errors import register_error_handlers
+from api.metrics import ApiMetrics
 from api.outbox import Outbox, OutboxSettings
 from api.push import Push
 from api.signals import article_created, auth_revoked, user_notified
@@ -42,6 +43,8 @@ def create_app(config: ApiConfig | None = None, *, sender: EventSender | None = 
     create_schema(engine)
     app.extensions["sandbar_db"] = engine
 
+    meters = app.extensions["sandbar_metrics"] = ApiMetrics()
+    meters.instrument(app)
     register_error_handlers(app)
     allow_origins(app, config.cors_origins)
     app.register_blueprint(articles.bp)
@@ -56,7 +59,7 @@ def create_app(config: ApiConfig | None = None, *, sender: EventSender | None = 
     app.register_blueprint(auth.bp)
     app.register_blueprint(notifications.bp)
     app.extensions["sandbar_tokens"] = auth.Tokens(config.signing_secret(), config.token_max_age)
-    push = Push(app, engine, sender=sender, outbox=_outbox(config, engine))
+    push = Push(app, engine, sender=sender, outbox=_outbox(config, engine, meters))
     push.forward(article_created, lambda article: article)
     push.forward(user_notified, lambda notification: notification)
     push.forward(auth_revoked)
@@ -94,7 +97,7 @@ def _secret(value: SecretStr | None) -> str | None:
     return value.get_secret_value() if value is not None else None
 
 
-def _outbox(config: ApiConfig, engine: Engine) -> Outbox | None:
+def _outbox(config: ApiConfig, engine: Engine, meters: ApiMetrics) -> Outbox | None:
     if config.delivery != "reliable":
         return None
     settings = OutboxSettings(
@@ -106,6 +109,6 @@ def _outbox(config: ApiConfig, engine: Engine) -> Outbox | None:
         retention_rows=config.outbox_retention_rows,
         prune_interval=config.outbox_prune_interval,
     )
-    outbox = Outbox(engine, load_routes(config.routes_config), settings)
+    outbox = Outbox(engine, load_routes(config.routes_config), settings, meters)
     outbox.relay.start()  # resends what earlier processes left unacknowledged
     return outbox

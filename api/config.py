@@ -25,6 +25,8 @@ SERVER_VARS = frozenset(
         "SANDBAR_API_WORKERS",
         "SANDBAR_API_THREADS",
         "SANDBAR_API_APP",
+        "SANDBAR_API_METRICS_PORT",  # read by sandbar-api's gunicorn master (api/serve.py)
+        "SANDBAR_API_METRICS_DIR",
     }
 )
 

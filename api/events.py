@@ -116,6 +116,7 @@ def catch_up() -> dict[str, Any]:
         for r in rows[:limit]
         if _addressed_to(reader, r.audience, own)
     ]
+    current_app.extensions["sandbar_metrics"].catch_up_events.inc(len(events))
     return {
         "topic": topic,
         "epoch": _epoch(),  # a client that saw another epoch must reload instead

@@ -51,6 +51,7 @@ from sqlalchemy.exc import OperationalError
 
 from api.backends import backend_of, begin_write
 from api.db import outbox, outbox_epoch, topic_seqs, unacknowledged, upsert
+from api.metrics import ApiMetrics, count_names
 from bridge.client import EventSender
 from bridge.curve import connect_as_client
 from bridge.envelope import Ack, Envelope, MalformedFrame
@@ -85,13 +86,19 @@ _FLOORS = (
     .where(outbox.c.topic.in_(bindparam("topics", expanding=True)), unacknowledged)
     .group_by(outbox.c.topic)
 )
+# both return the names of the rows they changed: what the acknowledged/refused counts say
+# (an ack of a resend already marked changes nothing and counts nothing)
 _MARK_DELIVERED = (
     update(outbox)
-    .where(outbox.c.event_id.in_(bindparam("ids", expanding=True)))
+    .where(outbox.c.event_id.in_(bindparam("ids", expanding=True)), unacknowledged)
     .values(delivered_at=bindparam("at"))
+    .returning(outbox.c.name)
 )
 _MARK_FAILED = (
-    update(outbox).where(outbox.c.event_id == bindparam("id")).values(failed=bindparam("error"))
+    update(outbox)
+    .where(outbox.c.event_id == bindparam("id"), unacknowledged)
+    .values(failed=bindparam("error"))
+    .returning(outbox.c.name)
 )
 
 
@@ -177,10 +184,17 @@ _current: contextvars.ContextVar[_Unit | None] = contextvars.ContextVar("outbox_
 class Outbox:
     """Records events with the caller's changes and sends them once committed."""
 
-    def __init__(self, engine: Engine, routes: RouteTable, settings: OutboxSettings) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        routes: RouteTable,
+        settings: OutboxSettings,
+        metrics: ApiMetrics | None = None,
+    ) -> None:
         self.engine, self.routes, self.settings = engine, routes, settings
+        self.metrics = metrics or ApiMetrics()
         self.epoch = outbox_epoch(engine)
-        self.relay = Relay(engine, settings, self.epoch)
+        self.relay = Relay(engine, settings, self.epoch, self.metrics)
         #: the request threads' own sockets: a hand-off to the relay thread would wait for
         #: the GIL until the request is answered (~0.5 ms)
         self.sender = EventSender(
@@ -200,6 +214,7 @@ class Outbox:
                 yield conn
             finally:
                 _current.reset(token)
+        count_names(self.metrics.committed, (e.name for e in unit.envelopes))
         self._send_committed(unit.envelopes)
 
     def _send_committed(self, envelopes: list[Envelope]) -> None:
@@ -211,6 +226,7 @@ class Outbox:
             reply_to = self.relay.start()
             for envelope in envelopes:
                 self.sender.send_envelope(replace(envelope, reply_to=reply_to))
+                self.metrics.sent.labels(envelope.name).inc()
         except Exception as exc:
             if time.monotonic() - self._warned_at > 10:  # once in a while, not per request
                 self._warned_at = time.monotonic()
@@ -241,8 +257,15 @@ class Relay:
     ZeroMQ DEALER socket (sockets are not thread-safe).
     """
 
-    def __init__(self, engine: Engine, settings: OutboxSettings, epoch: str | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        settings: OutboxSettings,
+        epoch: str | None = None,
+        metrics: ApiMetrics | None = None,
+    ) -> None:
         self.engine, self.settings, self.epoch = engine, settings, epoch
+        self.metrics = metrics or ApiMetrics()
         self._lock = threading.Lock()
         self._pid: int | None = None
         self.identity = ""
@@ -316,6 +339,7 @@ class Relay:
         for envelope in envelopes:
             try:
                 socket.send(envelope.to_bytes(), flags=zmq.NOBLOCK)
+                self.metrics.resent.labels(envelope.name).inc()
             except zmq.Again:
                 log.warning(
                     "bridge at %s is not taking events; the outbox resends later",
@@ -340,7 +364,10 @@ class Relay:
             with begin_write(self.engine) as conn:
                 for ack in failed:
                     log.error("the bridge refused event %s for good: %s", ack.id, ack.error)
-                    conn.execute(_MARK_FAILED, {"id": ack.id, "error": ack.error or "refused"})
+                    names = conn.execute(
+                        _MARK_FAILED, {"id": ack.id, "error": ack.error or "refused"}
+                    ).scalars()
+                    count_names(self.metrics.refused, names)
 
     def _flush_delivered(self, force: bool = False) -> None:
         if not self._delivered or not (force or time.monotonic() >= (self._flush_at or 0)):
@@ -353,11 +380,13 @@ class Relay:
             raise  # deadlock PostgreSQL broke between two relays)
 
     def _mark_delivered(self, delivered: list[str]) -> None:
+        names: list[str] = []
         with begin_write(self.engine) as conn:
             for start in range(0, len(delivered), 500):  # within every database's bind limit
-                conn.execute(
+                names += conn.execute(
                     _MARK_DELIVERED, {"ids": delivered[start : start + 500], "at": now_ms()}
-                )
+                ).scalars()
+        count_names(self.metrics.acknowledged, names)  # once committed
 
     def _claim_expired(self, batch: int = 500) -> list[Envelope]:
         """Lease the oldest unacknowledged rows whose lease ran out; another process's

@@ -3,21 +3,30 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
 from pydantic import Field
 
+from api import metrics as api_metrics
 from api.app import DEFAULT_FACTORY, check_routes, load_factory
 from api.config import ApiConfig
 from api.db import DatabaseConfigError, create_schema, make_engine, wait_for_database
+from sandbar import metrics
 from sandbar.config import ConfigError, StrictModel
 from sandbar.heap import freeze_startup_heap
 from sandbar.lifetime import die_with_parent
 from sandbar.logs import setup_logging
+from sandbar.metrics import MetricsSettings
 from topics.registry import load_app
+
+METRICS_DIR_VAR = "SANDBAR_API_METRICS_DIR"
 
 
 class ServeConfig(StrictModel):
@@ -28,6 +37,11 @@ class ServeConfig(StrictModel):
     #: the app factory, as module:function, called with ``api`` (your own, or the kit's)
     app: str = DEFAULT_FACTORY
     api: ApiConfig = ApiConfig()
+    #: /metrics, served by the gunicorn master on its own port (0: off)
+    metrics: MetricsSettings = MetricsSettings()
+    #: the workers' metric files (PROMETHEUS_MULTIPROC_DIR), emptied at start; None: a
+    #: temporary one of this server's own
+    metrics_dir: Path | None = None
 
 
 class _Gunicorn(BaseApplication):
@@ -53,6 +67,8 @@ class _Gunicorn(BaseApplication):
             # gunicornc's socket is one path per user, shared by every stack: unused here
             "control_socket_disable": True,
         }
+        if c.metrics.port:  # counts stay summed; the dead worker's files are no longer live
+            settings["child_exit"] = api_metrics.worker_exited
         for key, value in settings.items():
             self.cfg.set(key, value)
 
@@ -73,7 +89,17 @@ def run(config: ServeConfig) -> None:
         raise SystemExit(2) from None
     finally:
         engine.dispose()  # the workers open their own; nothing of it crosses the forks
+    if config.metrics.port:
+        api_metrics.enable_multiprocess(config.metrics_dir or _own_metrics_dir())
+        api_metrics.serve_from_master(config.metrics, config.api.database_url)
     _Gunicorn(config).run()
+
+
+def _own_metrics_dir() -> Path:
+    """A directory no other server shares (two masters in one would wipe each other's)."""
+    directory = Path(tempfile.mkdtemp(prefix="sandbar-api-metrics-"))
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    return directory
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -99,11 +125,21 @@ def main(argv: list[str] | None = None) -> None:
         default=env.get("SANDBAR_API_APP", DEFAULT_FACTORY),
         help=f"the app factory, module:function (env SANDBAR_API_APP; default {DEFAULT_FACTORY})",
     )
+    parser.add_argument(
+        "--metrics-dir",
+        type=Path,
+        default=env.get(METRICS_DIR_VAR) or None,
+        help=f"the workers' metric files, emptied at start (env {METRICS_DIR_VAR}; "
+        "default: a temporary directory)",
+    )
+    metrics.add_arguments(parser, "api")
     args = parser.parse_args(argv)
     setup_logging()
     try:
         api = ApiConfig.from_env()
-        config = ServeConfig(**vars(args), api=api)
+        served = metrics.settings_from(args, "api")
+        del args.metrics_port, args.metrics_host
+        config = ServeConfig(**vars(args), api=api, metrics=served)
         load_app(api.topics_app)  # one line here, not a traceback from every worker
         load_factory(config.app)
         api.signing_secret()  # fail here, once, not in every worker

@@ -35,7 +35,8 @@ class UpConfig(StrictModel):
     backend_port: int = 8081
     api_port: int = 5000
     bridge_port: int = 5555
-    #: /metrics of the bridge there and of topics on the next port (taken: other free ones); 0: off
+    #: /metrics of the bridge there, of topics and the api on the next ports (taken: other
+    #: free ones); 0: off
     metrics_port: int = Field(9470, ge=0, le=65534)
     api_workers: int = Field(2, gt=0)
     run_dir: Path = RUN_DIR
@@ -63,7 +64,11 @@ class UpConfig(StrictModel):
         return url if self.api_port == 5000 else f"{url}?api=http://{self.host}:{self.api_port}"
 
     def metrics_urls(self) -> dict[str, str]:
-        ports = {"bridge": self.metrics_port, "topics": self.metrics_port + 1}
+        ports = {
+            "bridge": self.metrics_port,
+            "topics": self.metrics_port + 1,
+            "api": self.metrics_port + 2,
+        }
         return {name: f"http://{self.host}:{port}/metrics" for name, port in ports.items()}
 
     def cors_origins(self) -> str:
@@ -99,6 +104,9 @@ class UpConfig(StrictModel):
             metrics.HOST_VAR: self.host,
             metrics.port_var("bridge"): str(self.metrics_port),
             metrics.port_var("topics"): str(self.metrics_port and self.metrics_port + 1),
+            metrics.port_var("api"): str(self.metrics_port and self.metrics_port + 2),
+            # the api workers' metric files: its master empties the directory at start
+            "SANDBAR_API_METRICS_DIR": str(self.run_dir / "api-metrics"),
         }
 
 
@@ -151,7 +159,7 @@ def up(config: UpConfig) -> int:
     ensure_stack_keys(config.run_dir / "curve")
     load_app(config.topics_app)  # a wrong module:attribute fails here, once, not in each service
     if config.metrics_port:
-        base = metrics.adjacent_ports(config.host, config.metrics_port, 2)
+        base = metrics.adjacent_ports(config.host, config.metrics_port, 3)
         config = config.model_copy(update={"metrics_port": base})
     supervisor = Supervisor(build_services(config, secret), unhealthy_after=config.unhealthy_after)
 

@@ -6,12 +6,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import re
+import signal
 import socket
 import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 import requests
 import yaml
@@ -27,11 +30,13 @@ from sandbar.metrics import MetricsSettings
 from tests.support.procs import (
     ROOT,
     SHIPPED_BRIDGE_CONFIG,
+    Api,
     Bridge,
     Proc,
     base_env,
     dealer,
     free_port,
+    http_ok,
     wait_until,
 )
 from tests.support.wamp import Client, backend_call
@@ -140,6 +145,117 @@ def test_bridge_counts_one_event_one_malformed_frame_and_one_reconnect(metered_b
     sock.close()
 
 
+# -- api ------------------------------------------------------------------------------
+
+ARTICLE = "/articles/<int:article_id>"
+
+
+def _workers(api: Api) -> set[int]:
+    return {p.pid for p in psutil.Process(api.proc.pid).children()}
+
+
+def _gets_over_both_workers(api: Api, article: int) -> int:
+    """GET the article on fresh connections until both workers answered one; how many."""
+    workers, seen, count = _workers(api), set[int](), 0
+    while seen != workers:
+        assert count < 300, f"workers {workers} never all answered; saw {seen}"
+        with requests.Session() as session:  # a fresh connection: any worker may accept it
+            assert session.get(f"{api.url}/articles/{article}", timeout=5).status_code == 200
+        count += 1
+        pids = re.findall(
+            rf'"GET /articles/{article} HTTP/1.1" 200 .* pid=<?(\d+)', api.proc.output()
+        )
+        seen = {int(pid) for pid in pids} & workers
+    return count
+
+
+def test_api_counts_across_two_workers_and_a_killed_one(metered_bridge, tmp_path):
+    directory = tmp_path / "api-metrics"
+    directory.mkdir()
+    (directory / "counter_1.db").write_bytes(b"a file of an earlier run")  # unreadable: wiped?
+    api = Api(
+        tmp_path,
+        metered_bridge.endpoint,
+        workers=2,
+        metrics_port=str(free_port()),
+        metrics_dir=str(directory),
+    ).start()
+    url = f"http://127.0.0.1:{api.proc.env['SANDBAR_API_METRICS_PORT']}/metrics"
+    try:
+        headers = api.auth  # signs in: before the first scrape
+        before = scrape(url)
+        created = requests.post(
+            f"{api.url}/articles",
+            headers=headers,
+            json={"title": "metered", "body": "b"},
+            timeout=5,
+        )
+        assert created.status_code == 201, created.text
+        article = created.json()["id"]
+        acknowledged = "sandbar_api_events_acknowledged_total"
+        wait_until(
+            lambda: value(scrape(url), acknowledged, event="article.created") == 1, 10, "ack"
+        )
+        served = requests.get(f"{api.url}/events?topic=articles&after=0", headers=headers)
+        assert len(served.json()["events"]) == 1
+        refused = requests.get(f"{api.url}/events", headers=headers)  # no topic
+        assert refused.status_code == 400
+        gets = _gets_over_both_workers(api, article)
+        after = scrape(url)
+        expected = {
+            "sandbar_api_requests_total{method=POST,route=/articles,status=201}": 1,
+            "sandbar_api_request_seconds_count{method=POST,route=/articles}": 1,
+            "sandbar_api_requests_total{method=GET,route=/events,status=200}": 1,
+            "sandbar_api_requests_total{method=GET,route=/events,status=400}": 1,
+            "sandbar_api_request_seconds_count{method=GET,route=/events}": 2,
+            f"sandbar_api_requests_total{{method=GET,route={ARTICLE},status=200}}": gets,
+            f"sandbar_api_request_seconds_count{{method=GET,route={ARTICLE}}}": gets,
+            "sandbar_api_events_committed_total{event=article.created}": 1,
+            "sandbar_api_events_sent_total{event=article.created}": 1,
+            f"{acknowledged}{{event=article.created}}": 1,
+            "sandbar_api_catch_up_requests_total{status=200}": 1,
+            "sandbar_api_catch_up_requests_total{status=400}": 1,
+            "sandbar_api_catch_up_events_total": 1,
+        }
+        assert moved(before, after) == expected
+        assert value(after, "sandbar_api_outbox_backlog") == 0
+        assert value(after, "sandbar_api_outbox_oldest_age_seconds") == 0
+
+        victim = min(_workers(api))
+        os.kill(victim, signal.SIGKILL)
+        wait_until(lambda: victim not in _workers(api) and len(_workers(api)) == 2, 20, "replaced")
+        wait_until(lambda: http_ok(f"{api.url}/healthz"), 20, "api answering")
+        replaced = scrape(url)
+        # the dead worker's counts are still summed, once; /healthz polls are their own route
+        changed = {k: v for k, v in moved(after, replaced).items() if "/healthz" not in k}
+        assert changed == {}
+        more = _gets_over_both_workers(api, article)
+        again = scrape(url)
+        route = {"method": "GET", "route": ARTICLE, "status": "200"}
+        assert value(again, "sandbar_api_requests_total", **route) == gets + more
+        # what is served is documented; all of it but what needs a lost ack or a refusal
+        rare = {"sandbar_api_events_resent_total", "sandbar_api_events_refused_total"}
+        assert _families(url) == _documented("sandbar_api_") - rare
+    finally:
+        api.stop()
+
+
+def test_the_outbox_backlog_gauges_read_unacknowledged_rows(tmp_path):
+    """No bridge: the committed event stays unacknowledged and ages."""
+    api = Api(tmp_path, f"tcp://127.0.0.1:{free_port()}", workers=2, metrics_port=str(free_port()))
+    url = f"http://127.0.0.1:{api.proc.env['SANDBAR_API_METRICS_PORT']}/metrics"
+    with api.start():
+        created = requests.post(
+            f"{api.url}/articles", headers=api.auth, json={"title": "kept", "body": "b"}, timeout=5
+        )
+        assert created.status_code == 201
+        time.sleep(0.3)
+        samples = scrape(url)
+        assert value(samples, "sandbar_api_outbox_backlog") == 1
+        assert 0.3 <= value(samples, "sandbar_api_outbox_oldest_age_seconds") < 30
+        assert value(samples, "sandbar_api_events_committed_total", event="article.created") == 1
+
+
 # -- topics ---------------------------------------------------------------------------
 
 
@@ -220,16 +336,23 @@ def test_sandbar_up_serves_and_prints_the_metrics_urls(tmp_path: Path):
             (name.strip("()"), url)
             for url, name in zip(line.split()[1::2], line.split()[2::2], strict=True)
         )
-        assert set(urls) == {"bridge", "topics"}
+        assert set(urls) == {"bridge", "topics", "api"}  # this stack runs no api (see above)
         port = {name: int(url.rsplit(":", 1)[1].split("/")[0]) for name, url in urls.items()}
         assert port["topics"] == port["bridge"] + 1
+        assert port["api"] == port["bridge"] + 2
+        del urls["api"]
         wait_until(lambda: requests.get(urls["bridge"], timeout=2).ok, 20, "bridge metrics")
         wait_until(lambda: requests.get(urls["topics"], timeout=2).ok, 20, "topics metrics")
         assert value(scrape(urls["bridge"]), "sandbar_bridge_router_connected") == 0
         assert value(scrape(urls["topics"]), "sandbar_topics_leader") == 0
         served = {name for url in urls.values() for name in _families(url)}
-    documented = set(re.findall(r"^\| `(sandbar_\w+)`", (ROOT / "README.md").read_text(), re.M))
-    assert served == documented  # the README's Metrics table lists exactly what is served
+    # the README's Metrics table lists exactly what is served (the api's: test above)
+    assert served == _documented() - _documented("sandbar_api_")
+
+
+def _documented(prefix: str = "sandbar_") -> set[str]:
+    rows = re.findall(r"^\| `(sandbar_\w+)`", (ROOT / "README.md").read_text(), re.M)
+    return {name for name in rows if name.startswith(prefix)}
 
 
 def _families(url: str) -> set[str]:
