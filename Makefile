@@ -23,7 +23,7 @@ test: $(STAMP) $(VENDOR) browser postgresql
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	bash docker/engine.sh  # the compose test needs a Docker engine: installs/starts one if need be
-	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadgroup
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 # Every path beside the router's ceiling (bench/paths.py), then reliable vs fire-and-forget;
 # the rest paths on SQLite and on a throwaway PostgreSQL server.

@@ -39,6 +39,7 @@ from sqlalchemy import Engine, func, select
 
 from api.db import make_engine, outbox, unacknowledged
 from sandbar.metrics import LATENCY_BUCKETS, MetricsSettings
+from sandbar.paths import private_dir
 
 log = logging.getLogger("sandbar.api.metrics")
 
@@ -148,7 +149,7 @@ def enable_multiprocess(directory: Path) -> None:
     """In the master, before any worker forks: empty ``directory`` of the files of earlier
     runs and write every metric made from now on there. Only ``*.db`` files are removed:
     the directory may be one an operator named."""
-    directory.mkdir(parents=True, exist_ok=True)
+    private_dir(directory)
     for stale in directory.glob("*.db"):
         stale.unlink()
     os.environ[DIR_VAR] = str(directory)

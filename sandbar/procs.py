@@ -77,10 +77,22 @@ def dealer(
     return sock
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free loopback port, never one this process handed out before, and under
+    pytest-xdist one of this worker's share only (port % workers == worker number), so two
+    workers' servers cannot race for the same port between its choice and its bind."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port % workers == worker % workers and port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def wait_until(

@@ -26,21 +26,6 @@ def pytest_runtest_makereport(
     return report
 
 
-#: modules that build and run the container images (one image tag): never two at once
-CONTAINER_MODULES = {"tests.test_compose", "tests.test_postgres_compose"}
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the marks into node ids
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (``--dist loadgroup``) a module's tests stay on one worker, so
-    they share its module-scoped stacks; the container tests share one group."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            module = item.nodeid.split("::")[0].removesuffix(".py").replace("/", ".")
-            group = "containers" if module in CONTAINER_MODULES else module
-            item.add_marker(pytest.mark.xdist_group(group))
-
-
 @pytest.fixture(scope="session")
 def api_port() -> int:
     """The port every session-stack API uses (one at a time), so the topics service knows

@@ -17,6 +17,7 @@ from tests.support.compose import (
     base_image,
     compose_v1,
     compose_v2,
+    containers_lock,
     engine_problem,
     trust_host_cas,
 )
@@ -31,17 +32,19 @@ COMPOSE: dict[str, Callable[[], list[str]]] = {"v2": compose_v2, "v1": compose_v
 
 
 @pytest.fixture(scope="module")
-def base() -> str:
-    """A running engine, the base image, and the test image built once with Compose v2."""
+def base() -> Iterator[str]:
+    """A running engine, the base image, and the test image built once with Compose v2;
+    held by one test module at a time (they share the image tag), also across workers."""
     problem = engine_problem()
     if problem:
         if os.environ.get("SANDBAR_SKIP_DOCKER") == "1" and not os.environ.get("CI"):
             pytest.skip(f"SANDBAR_SKIP_DOCKER=1 and {problem}")
         pytest.fail(problem)
-    trust_host_cas()
-    image = base_image()
-    Stack(compose_v2(), image).build()
-    return image
+    with containers_lock():
+        trust_host_cas()
+        image = base_image()
+        Stack(compose_v2(), image).build()
+        yield image
 
 
 @pytest.fixture(params=list(COMPOSE), ids=lambda name: f"compose-{name}")

@@ -7,6 +7,8 @@ has no ``--wait``, so its stacks are polled with ``docker inspect`` instead.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import importlib.util
 import json
 import os
@@ -15,6 +17,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +43,18 @@ for status in pathlib.Path("/proc").glob("[0-9]*/status"):
     if "\\nPPid:\\t1\\n" in status.read_text() and int(status.parent.name) != os.getpid():
         os.kill(int(status.parent.name), 9)
 """
+
+
+@contextlib.contextmanager
+def containers_lock() -> Iterator[None]:
+    """One test module at a time builds and runs the test image (one tag for all), whether
+    the other runs on another pytest worker or in another checkout's suite."""
+    with open(Path(tempfile.gettempdir()) / "sandbar-test-containers.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 class DockerError(RuntimeError):
