@@ -82,7 +82,7 @@ _handed_out: set[int] = set()
 
 def free_port() -> int:
     """A free loopback port, never one this process handed out before, and under
-    pytest-xdist one of this worker's share only (port % workers == worker number), so two
+    pytest-xdist one of this worker's share only (port // 2 % workers == worker number), so two
     workers' servers cannot race for the same port between its choice and its bind."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
@@ -90,7 +90,9 @@ def free_port() -> int:
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
             port = int(sock.getsockname()[1])
-        if port % workers == worker % workers and port not in _handed_out:
+        # Linux hands bind(0) even ports by preference (odd ones go to connect()): share by
+        # port // 2, or a worker waiting for odd ports would wait for ever
+        if (port // 2) % workers == worker % workers and port not in _handed_out:
             _handed_out.add(port)
             return port
 
