@@ -211,8 +211,10 @@ def test_database_restart_while_posting(tmp_path: Path):
                         f"statuses={dict(posted.statuses)} outage={outage[0]:.1f}s "
                         f"slowest_answer={posted.slowest:.2f}s committed={len(seq_of)}"
                     )
-                    # the killed worker's requests in flight (4 threads) get no answer
-                    assert posted.statuses["ConnectionError"] <= 4
+                    # requests the killed worker had taken get no answer: at most one per
+                    # posting thread (its 4 request threads, plus connections it had accepted
+                    # and not yet handed to one)
+                    assert posted.statuses["ConnectionError"] <= 8
                     others = set(posted.statuses) - {201, 503, "ConnectionError"}
                     assert not others, "503 JSON, never a 500"
                     assert posted.statuses[503] > 0, "the outage was seen"
