@@ -8,6 +8,7 @@ import atexit
 import contextlib
 import functools
 import os
+import random
 import shutil
 import signal
 import socket
@@ -80,21 +81,58 @@ def dealer(
 _handed_out: set[int] = set()
 
 
+#: ports are shared between pytest-xdist workers in blocks of this many
+PORT_BLOCK = 8
+#: test servers listen below the system's ephemeral range (see _ephemeral_start)
+LOWEST_PORT = 10000
+
+
 def free_port() -> int:
     """A free loopback port, never one this process handed out before, and under
-    pytest-xdist one of this worker's share only (port // 2 % workers == worker number), so two
-    workers' servers cannot race for the same port between its choice and its bind."""
+    pytest-xdist one of this worker's share only, so two workers' servers cannot race for
+    the same port between its choice and its bind."""
+    return free_ports(1)
+
+
+def free_ports(count: int) -> int:
+    """The first of ``count`` adjacent free ports (a stack that serves on ``base + i``).
+
+    Chosen below the ephemeral range, where no outgoing connection can take one between
+    this choice and the server's bind (bind(0) would hand out ports that connect() uses
+    too), and in this worker's share: blocks of PORT_BLOCK, ``port // PORT_BLOCK % workers
+    == worker number``, a run never crossing a block."""
+    if not 1 <= count <= PORT_BLOCK:
+        raise ValueError(f"free_ports: count {count} is not in 1-{PORT_BLOCK}")
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
-    while True:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        # Linux hands bind(0) even ports by preference (odd ones go to connect()): share by
-        # port // 2, or a worker waiting for odd ports would wait for ever
-        if (port // 2) % workers == worker % workers and port not in _handed_out:
-            _handed_out.add(port)
-            return port
+    blocks = range(LOWEST_PORT // PORT_BLOCK, _ephemeral_start() // PORT_BLOCK)
+    mine = [block for block in blocks if block % workers == worker % workers]
+    for _ in range(10_000):
+        base = random.choice(mine) * PORT_BLOCK + random.randrange(PORT_BLOCK - count + 1)
+        run = range(base, base + count)
+        if not _handed_out.intersection(run) and all(_bindable(port) for port in run):
+            _handed_out.update(run)
+            return base
+    raise OSError(f"no {count} adjacent free loopback ports below the ephemeral range")
+
+
+@functools.cache
+def _ephemeral_start() -> int:
+    """The first port the system hands to outgoing connections (Linux default 32768)."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    return max(low, LOWEST_PORT + 64 * PORT_BLOCK)
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def wait_until(

@@ -36,6 +36,7 @@ from tests.support.procs import (
     base_env,
     dealer,
     free_port,
+    free_ports,
     http_ok,
     wait_until,
 )
@@ -323,7 +324,7 @@ def test_the_in_process_tester_counts_as_the_service_does():
 def test_sandbar_up_serves_and_prints_the_metrics_urls(tmp_path: Path):
     """``sandbar up``'s own code (tests/support/stack.py: topics and bridge, no router)."""
     ports = {name: free_port() for name in ("router", "backend", "bridge")}
-    base = free_port()
+    base = free_ports(3)  # bridge, topics, api: adjacent, all this worker's
     argv = [sys.executable, "-m", "tests.support.stack", "--run-dir", str(tmp_path / "run")]
     argv += [arg for name, port in ports.items() for arg in (f"--{name}-port", str(port))]
     up = Proc("up", [*argv, "--metrics-port", str(base)], base_env(PYTHONPATH=str(ROOT)), tmp_path)

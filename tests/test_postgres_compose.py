@@ -4,35 +4,22 @@ events posted through each arrive numbered in one sequence."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 
 import pytest
 import requests
 
 from tests.support.compose import Stack, compose_v2, run
-from tests.support.procs import free_port
+from tests.support.procs import free_ports
 from tests.support.wamp import Subscriber
 from tests.test_compose import base  # noqa: F401  (the image, built once)
 
 pytestmark = pytest.mark.timeout(1500)
 
 
-def _two_free_ports() -> int:
-    """A port p with p + 1 free too: the api replicas publish the range p-(p+1)."""
-    while True:
-        port = free_port()
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-
-
 @pytest.fixture
 def scaled(base: str) -> Iterator[Stack]:  # noqa: F811
-    first = _two_free_ports()
+    first = free_ports(2)  # the api replicas publish the range first-(first+1)
     stack = Stack(compose_v2(), base, api_port=first)
     env = stack.env
     stack.env = lambda: {**env(), "SANDBAR_API_PORT": f"{first}-{first + 1}"}  # type: ignore[method-assign]
