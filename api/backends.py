@@ -67,6 +67,13 @@ class Backend:
         """Whether a failed connection is for good (a login refused), not for now."""
         return True
 
+    def insert_event(self, conn: Connection, row: dict[str, Any]) -> tuple[int, int]:
+        """Number ``row`` (an outbox row, all but ``seq``) next in its topic, insert it, and
+        return its seq and the topic's floor (the lowest seq not yet acknowledged, this row
+        included), within ``conn``'s transaction: the hot path of every event, so in as few
+        statements as the database allows."""
+        raise NotImplementedError
+
 
 class SqliteBackend(Backend):
     """One writer at a time: the turns serialize relays' claims too (no SKIP LOCKED)."""
@@ -103,6 +110,12 @@ class SqliteBackend(Backend):
     def insert(self, table: Table) -> Any:
         return sqlite.insert(table)
 
+    def insert_event(self, conn: Connection, row: dict[str, Any]) -> tuple[int, int]:
+        # One statement: writers take turns, so the counter read in it is the latest; the
+        # trigger of migration 0002 moves the counter on (topic_seqs) in the same statement.
+        seq, floor = conn.execute(_SQLITE_INSERT_EVENT, row).one()
+        return int(seq), int(floor)
+
 
 class PostgresBackend(Backend):
     """Several hosts: row locks, SKIP LOCKED claims, an advisory lock for migrations."""
@@ -138,6 +151,36 @@ class PostgresBackend(Backend):
     def insert(self, table: Table) -> Any:
         return postgresql.insert(table)
 
+    def insert_event(self, conn: Connection, row: dict[str, Any]) -> tuple[int, int]:
+        # Two statements, not one: the counter's row lock (held until commit) orders a
+        # topic's writers on every host, and the floor must be read by a statement that
+        # starts after that lock is granted. In one statement its snapshot would predate
+        # the wait and miss the row the writer before committed meanwhile: a floor too high.
+        seq = conn.execute(_PG_NEXT_SEQ, row).scalar_one()
+        floor = conn.execute(_PG_INSERT_EVENT, {**row, "seq": seq}).scalar_one()
+        return int(seq), int(floor)
+
+
+_EVENT_COLUMNS = "event_id, name, topic, seq, ts, payload, audience, lease_until, attempts"
+#: the lowest seq of the topic still waiting for the bridge, this row included
+_FLOOR = """min(seq, coalesce((SELECT min(o.seq) FROM outbox o WHERE o.topic = :topic
+    AND o.delivered_at IS NULL AND o.failed IS NULL), seq))"""
+_SQLITE_INSERT_EVENT = text(
+    f"""INSERT INTO outbox ({_EVENT_COLUMNS})
+    VALUES (:event_id, :name, :topic,
+        coalesce((SELECT seq FROM topic_seqs WHERE topic = :topic), 0) + 1,
+        :ts, :payload, :audience, :lease_until, 1)
+    RETURNING seq, {_FLOOR}"""
+)
+_PG_NEXT_SEQ = text(
+    """INSERT INTO topic_seqs (topic, seq) VALUES (:topic, 1)
+    ON CONFLICT (topic) DO UPDATE SET seq = topic_seqs.seq + 1 RETURNING seq"""
+)
+_PG_INSERT_EVENT = text(
+    f"""INSERT INTO outbox ({_EVENT_COLUMNS})
+    VALUES (:event_id, :name, :topic, :seq, :ts, :payload, :audience, :lease_until, 1)
+    RETURNING {_FLOOR.replace("min(seq,", "LEAST(seq,")}"""
+)
 
 _REFUSALS = ("authentication failed", "does not exist", "no pg_hba.conf entry")
 

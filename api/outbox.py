@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import functools
 import json
 import logging
 import os
@@ -42,7 +41,6 @@ from sqlalchemy import (
     case,
     delete,
     func,
-    insert,
     literal,
     select,
     update,
@@ -50,7 +48,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import OperationalError
 
 from api.backends import backend_of, begin_write
-from api.db import outbox, outbox_epoch, topic_seqs, unacknowledged, upsert
+from api.db import outbox, outbox_epoch, unacknowledged
 from api.metrics import ApiMetrics, count_names
 from bridge.client import EventSender
 from bridge.curve import connect_as_client
@@ -80,7 +78,6 @@ class OutboxSettings:
 
 # -- statements, built once (building one per call costs more than running it) ------
 
-_INSERT_EVENT = insert(outbox)
 _FLOORS = (
     select(outbox.c.topic, func.min(outbox.c.seq))
     .where(outbox.c.topic.in_(bindparam("topics", expanding=True)), unacknowledged)
@@ -102,14 +99,6 @@ _MARK_FAILED = (
 )
 
 
-@functools.cache
-def _next_seq_statement(dialect: str) -> Any:
-    statement = upsert(dialect, topic_seqs).values(topic=bindparam("topic"), seq=1)
-    return statement.on_conflict_do_update(
-        index_elements=[topic_seqs.c.topic], set_={"seq": topic_seqs.c.seq + 1}
-    ).returning(topic_seqs.c.seq)
-
-
 # -- writing -----------------------------------------------------------------------
 
 
@@ -119,12 +108,6 @@ def floors(conn: Connection, topics: set[str]) -> dict[str, int]:
         return {}
     rows = conn.execute(_FLOORS, {"topics": sorted(topics)})
     return {topic: int(seq) for topic, seq in rows}
-
-
-def next_seq(conn: Connection, topic: str) -> int:
-    """Take the next number of ``topic``; the row lock it takes is held until commit."""
-    statement = _next_seq_statement(conn.dialect.name)
-    return int(conn.execute(statement, {"topic": topic}).scalar_one())
 
 
 def record(
@@ -145,30 +128,26 @@ def record(
         raise ValueError(f"event '{name}' cannot be sent: {exc.detail}") from None
     except (TypeError, ValueError) as exc:
         raise ValueError(f"event '{name}': payload is not JSON-serialisable ({exc})") from None
-    seq = next_seq(conn, publication.topic)
     audience = {k: v for k, v in publication.options.items() if k != "retain"}
     if others is not None:  # toOthers: kept for resends and for GET /events
         audience["others"] = others
-    conn.execute(
-        _INSERT_EVENT,
+    # The floor comes with the number, read in the transaction that holds the topic's
+    # counter: by the send it can only be lower than the truth. The bridge uses it only
+    # for a topic the router has no retained event of (both restarted); a floor
+    # acknowledged meanwhile then holds the topic until the gap timeout (15 s). It never
+    # makes the bridge skip an event.
+    seq, floor = backend_of(conn).insert_event(
+        conn,
         {
             "event_id": envelope.id,
             "name": name,
             "topic": publication.topic,
-            "seq": seq,
             "ts": envelope.ts,
             "payload": body,
             "audience": json.dumps(audience) if audience else None,
             "lease_until": envelope.ts + int(lease_seconds * 1000),
-            "attempts": 1,
         },
     )
-    # Read here, in the transaction that holds the topic's counter, rather than at send
-    # time: it costs no extra query. By the send it can only be lower than the truth.
-    # The bridge uses it only for a topic the router has no retained event of (both
-    # restarted); a floor acknowledged meanwhile then holds the topic until the gap
-    # timeout (15 s). It never makes the bridge skip an event.
-    floor = floors(conn, {publication.topic})[publication.topic]  # this row counts too
     return replace(envelope, topic=publication.topic, seq=seq, floor=floor)
 
 

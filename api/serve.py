@@ -27,6 +27,7 @@ from sandbar.metrics import MetricsSettings
 from topics.registry import load_app
 
 METRICS_DIR_VAR = "SANDBAR_API_METRICS_DIR"
+ACCESS_LOG_FORMAT = '%(h)s "%(r)s" %(s)s %(b)sB %(M)sms pid=%(p)s'
 
 
 class ServeConfig(StrictModel):
@@ -57,7 +58,7 @@ class _Gunicorn(BaseApplication):
             "threads": c.threads,
             "worker_class": "gthread" if c.threads > 1 else "sync",
             "accesslog": "-",
-            "access_log_format": '%(h)s "%(r)s" %(s)s %(b)sB %(M)sms pid=%(p)s',
+            "access_log_format": ACCESS_LOG_FORMAT,
             "graceful_timeout": 10,
             "proc_name": "sandbar-api",
             # each worker has just built its app: keep that out of full GC passes

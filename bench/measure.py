@@ -93,6 +93,38 @@ async def throughput(
     return {"events_per_s": count / elapsed, "cpu_percent": cpu.percent}
 
 
+async def burst(pub: Publisher, count: int) -> float:
+    """Requests/s of ``count`` sends, the path's window at a time, first send to last
+    answer: for a path no subscriber hears (the bare Flask app)."""
+    pending = iter(range(count))
+
+    async def worker() -> None:
+        for i in pending:
+            await pub.send(f"burst-{i}")
+
+    start = time.monotonic()
+    await asyncio.gather(*(worker() for _ in range(pub.window)))
+    return count / (time.monotonic() - start)
+
+
+async def answered(pub: Publisher, rate: float, seconds: float) -> list[float]:
+    """Send at a fixed rate; ms from each send to its answer."""
+    begin = time.monotonic()
+
+    async def timed(key: str) -> float:
+        sent = time.monotonic()
+        await pub.send(key)
+        return (time.monotonic() - sent) * 1000
+
+    tasks = []
+    for i in range(int(rate * seconds)):
+        pause = begin + i / rate - time.monotonic()
+        if pause > 0:
+            await asyncio.sleep(pause)
+        tasks.append(asyncio.ensure_future(timed(f"paced-{i}")))
+    return list(await asyncio.gather(*tasks))
+
+
 async def latency(
     pub: Publisher, pool: SubscriberPool, tag: str, rate: float, seconds: float
 ) -> list[float]:

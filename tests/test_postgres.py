@@ -16,12 +16,12 @@ import pytest
 import requests
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, insert, inspect, select
+from sqlalchemy import Engine, delete, insert, inspect, select, update
 
-from api.backends import DatabaseConfigError, parse_url
+from api.backends import DatabaseConfigError, backend_of, begin_write, parse_url
 from api.db import articles, create_schema, make_engine, metadata, outbox
 from api.migrations import current, downgrade, head
-from api.outbox import OutboxSettings, Relay, next_seq, now_ms
+from api.outbox import OutboxSettings, Relay, now_ms
 from tests.support.postgres import PostgresServer
 from tests.support.procs import BIN, Api, Proc, base_env, free_port, http_ok, wait_until
 
@@ -170,25 +170,63 @@ def test_several_processes_migrating_at_once_migrate_once(database_url: str) -> 
 # -- the outbox's locks -----------------------------------------------------------------
 
 
+def _event(event_id: str, topic: str = "articles") -> dict[str, Any]:
+    """An outbox row as ``insert_event`` takes it (all but ``seq``)."""
+    ts = now_ms()
+    payload = json.dumps({"id": event_id})
+    return {
+        "event_id": event_id,
+        "name": "article.created",
+        "topic": topic,
+        "ts": ts,
+        "payload": payload,
+        "audience": None,
+        "lease_until": ts + 3000,
+    }
+
+
 def test_a_topics_counter_lock_orders_writers_by_commit(postgres_url: str) -> None:
     """Why seq is in commit order across hosts: the second writer of a topic waits at its
-    ``next_seq`` until the first commits, then gets the next number."""
+    number until the first commits, then gets the next one, and its floor counts the first's
+    row (committed while it waited, unacknowledged): read after the wait, not before."""
     engine = make_engine(postgres_url)
     create_schema(engine)
-    second: list[int] = []
+    second: list[tuple[int, int]] = []
     with engine.begin() as first:
-        assert next_seq(first, "articles") == 1
+        assert backend_of(first).insert_event(first, _event("a")) == (1, 1)
 
         def other_host() -> None:
             with engine.begin() as conn:
-                second.append(next_seq(conn, "articles"))
+                second.append(backend_of(conn).insert_event(conn, _event("b")))
 
         waiting = threading.Thread(target=other_host)
         waiting.start()
         time.sleep(1.0)
         assert second == [], "the second writer waited for the first's commit"
     waiting.join(10)
-    assert second == [2]
+    assert second == [(2, 1)]
+    engine.dispose()
+
+
+def test_each_event_is_numbered_in_its_topic_with_the_floor_of_what_waits(
+    database_url: str,
+) -> None:
+    """seq counts per topic, on past pruned rows too; the floor is the lowest seq still
+    unacknowledged, the new row included."""
+    engine = make_engine(database_url)
+    create_schema(engine)
+
+    def insert(event_id: str, topic: str = "articles") -> tuple[int, int]:
+        with begin_write(engine) as conn:
+            return backend_of(conn).insert_event(conn, _event(event_id, topic))
+
+    assert [insert("a"), insert("b"), insert("x", "other")] == [(1, 1), (2, 1), (1, 1)]
+    with begin_write(engine) as conn:
+        conn.execute(update(outbox).where(outbox.c.event_id == "a").values(delivered_at=1))
+    assert insert("c") == (3, 2)
+    with begin_write(engine) as conn:  # everything acknowledged, and pruned
+        conn.execute(delete(outbox).where(outbox.c.topic == "articles"))
+    assert insert("d") == (4, 4)
     engine.dispose()
 
 
