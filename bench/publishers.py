@@ -47,8 +47,8 @@ class Limit:
 
     async def open(self) -> None:
         joined: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.session, self.gone = await open_session(
-            self.connection, lambda s, d: joined.set_result(None)
+        self.session, self.gone = await open_session(  # a plain AutobahnPython session
+            self.connection, lambda s, d: joined.set_result(None), coalesce=False
         )
         await asyncio.wait_for(joined, 10)
 

@@ -18,6 +18,7 @@ from autobahn.wamp.serializer import CBORSerializer, JsonSerializer, MsgPackSeri
 from autobahn.wamp.types import ComponentConfig
 from pydantic import Field, SecretStr, field_validator
 
+from sandbar.coalesce import coalesce_writes
 from sandbar.config import StrictModel
 
 log = logging.getLogger("sandbar.wamp")
@@ -126,8 +127,11 @@ async def open_session(
     on_join: SessionHook,
     on_leave: SessionHook | None = None,
     timeout: float = 10.0,
+    coalesce: bool = True,
 ) -> tuple[BackendSession, asyncio.Future[None]]:
-    """Connect once; returns the session and a future that resolves when it is gone."""
+    """Connect once; returns the session and a future that resolves when it is gone.
+    ``coalesce``: what is sent in one loop turn leaves in one write (sandbar/coalesce.py);
+    off, every message is its own write, as with a plain AutobahnPython session."""
     loop = asyncio.get_running_loop()
     gone: asyncio.Future[None] = loop.create_future()
     session = BackendSession(connection, on_join, on_leave, gone)
@@ -158,6 +162,8 @@ async def open_session(
                     gone.set_result(None)
 
         protocol.connection_lost = lost
+        if coalesce:
+            coalesce_writes(protocol, loop)
         return protocol
 
     transport, _ = await asyncio.wait_for(
