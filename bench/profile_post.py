@@ -27,6 +27,7 @@ from api.auth import Tokens, add_user
 from api.config import ApiConfig
 from bench import bare_app
 from bench.stages import StageMeter
+from sandbar.pgserver import PostgresServer
 from sandbar.procs import TOKEN_SECRET, Bridge, Router, session_keys
 
 
@@ -49,8 +50,9 @@ def _post_loop(app: Flask, token: str, posts: int, cpu: dict[str, float] | None 
     elapsed = time.perf_counter() - start
     if cpu is not None:
         after, me = _thread_cpu(), threading.get_native_id()
+        names = {t.native_id: t.name for t in threading.enumerate()}
         for tid, total in after.items():
-            name = "request thread" if tid == me else "other threads"
+            name = "request thread" if tid == me else names.get(tid, "ZeroMQ I/O")
             cpu[name] = cpu.get(name, 0.0) + (total - before.get(tid, 0.0)) / posts * 1e6
     return elapsed
 
@@ -71,6 +73,9 @@ def main() -> None:
     parser.add_argument("--posts", type=int, default=2000)
     parser.add_argument("--delivery", default="reliable")
     parser.add_argument("--top", type=int, default=35)
+    parser.add_argument(
+        "--postgres", action="store_true", help="on a throwaway PostgreSQL server (fsync on)"
+    )
     parser.add_argument("--stages", action="store_true", help="CPU per stage, no cProfile")
     parser.add_argument(
         "--timer", choices=("wall", "cpu"), default="wall", help="cpu: this thread's CPU only"
@@ -81,8 +86,11 @@ def main() -> None:
         work = Path(tmp)
         router = Router(work).start()
         bridge = Bridge(work, router).start()
+        pg = PostgresServer() if args.postgres else None
         try:
             url = f"sqlite:///{work / 'api.db'}"
+            if pg is not None:
+                url = pg.init().start(durable=True).create_database("sandbar_profile")
             config = ApiConfig(
                 database_url=url,
                 bridge_endpoint=bridge.endpoint,
@@ -113,6 +121,8 @@ def main() -> None:
         finally:
             bridge.stop()
             router.stop()
+            if pg is not None:
+                pg.remove()
 
 
 if __name__ == "__main__":

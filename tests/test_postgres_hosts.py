@@ -211,11 +211,12 @@ def test_database_restart_while_posting(tmp_path: Path):
                         f"statuses={dict(posted.statuses)} outage={outage[0]:.1f}s "
                         f"slowest_answer={posted.slowest:.2f}s committed={len(seq_of)}"
                     )
-                    # requests the killed worker had taken get no answer: at most one per
-                    # posting thread (its 4 request threads, plus connections it had accepted
-                    # and not yet handed to one)
-                    assert posted.statuses["ConnectionError"] <= 8
-                    others = set(posted.statuses) - {201, 503, "ConnectionError"}
+                    # requests the killed worker had taken get no answer, or half of one (it
+                    # died mid-response): at most one per posting thread (its 4 request
+                    # threads, plus connections it had accepted and not yet handed to one)
+                    cut = {"ConnectionError", "ChunkedEncodingError"}
+                    assert sum(posted.statuses[kind] for kind in cut) <= 8
+                    others = set(posted.statuses) - {201, 503, *cut}
                     assert not others, "503 JSON, never a 500"
                     assert posted.statuses[503] > 0, "the outage was seen"
                     assert posted.slowest < 10, "no request hung"
