@@ -13,7 +13,7 @@ CHROMIUM ?= /usr/bin/chromium
 TEST_WORKERS ?= 2
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: up test lint install browser postgresql clean bench bench-quick bench-tune
+.PHONY: up test lint install browser postgresql clean bench bench-quick bench-tune soak
 
 up: $(STAMP) $(VENDOR)
 	$(BIN)/sandbar up
@@ -34,6 +34,12 @@ bench: $(STAMP) postgresql
 bench-quick: $(STAMP) postgresql
 	$(BIN)/python -m bench.paths --quick
 	$(BIN)/python -m bench.delivery --quick
+
+# Minutes under steady load with reconnecting subscribers: every event reaches every
+# subscriber, and each process's memory slope (bench/soak.py). Not part of `make test`.
+SOAK_MINUTES ?= 10
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak --minutes $(SOAK_MINUTES)
 
 # What each tuning knob is worth, shipped setting against the alternatives (bench/tune.py).
 bench-tune: $(STAMP)

@@ -1,5 +1,5 @@
 """A minimal WAMP-over-WebSocket subscriber: just enough protocol to join anonymously,
-subscribe to one topic and hand over each event's payload.
+subscribe to one topic and hand over each event's payload and kwargs.
 
 The benchmark opens up to thousands of subscribers on the machine under test. An
 AutobahnPython session spends ~50-100 µs of Python per received frame, so 1000 of them
@@ -43,7 +43,7 @@ class LightSubscriber(asyncio.Protocol):
         port: int,
         path: str,
         topic: str,
-        on_event: Callable[[Any], None],
+        on_event: Callable[[Any, dict[str, Any]], None],
         on_dropped: Callable[[], None],
     ) -> None:
         self.host, self.port, self.path, self.topic = host, port, path, topic
@@ -128,8 +128,8 @@ class LightSubscriber(asyncio.Protocol):
 
     def _on_wamp(self, message: list[Any]) -> None:
         kind = message[0]
-        if kind == EVENT:
-            self.on_event(message[4][0])
+        if kind == EVENT:  # [EVENT, subscription, publication, details, args, kwargs]
+            self.on_event(message[4][0], message[5] if len(message) > 5 else {})
         elif kind == WELCOME:
             self._send_wamp([SUBSCRIBE, 1, {}, self.topic])
         elif kind == SUBSCRIBED:
