@@ -74,6 +74,7 @@ class _Child:
         self.ws_url, self.api_url = ws_url, api_url
         self.followers = [Follower() for _ in range(count)]
         self.dropped = 0
+        self.stopping = False
 
     async def connect(self, follower: Follower) -> None:
         parts = urlsplit(self.ws_url)
@@ -103,7 +104,7 @@ class _Child:
     async def churn(self, share: float) -> None:
         """Once a minute, ``share`` of the subscribers leave and come back (spread over
         the minute), then catch up from the last seq they hold."""
-        while True:
+        while not self.stopping:
             await asyncio.sleep(60 * random.uniform(0.8, 1.2) / max(1, share * len(self.followers)))
             follower = random.choice(self.followers)
             if follower.session is None:
@@ -124,8 +125,7 @@ class _Child:
                 break
             await asyncio.sleep(1.0)
             for follower in behind[:50]:
-                if follower.session is not None:
-                    await self.catch_up(follower)
+                await self.catch_up(follower)
         return {
             "subscribers": len(self.followers),
             "complete": sum(f.last == total and not f.held for f in self.followers),
@@ -156,7 +156,8 @@ async def _child_main(
     await loop.run_in_executor(None, pipe.recv)  # "go"
     churn = asyncio.ensure_future(child.churn(share))
     total, timeout = await loop.run_in_executor(None, pipe.recv)  # the posting ended
-    churn.cancel()
+    child.stopping = True  # a reconnect under way ends with its catch-up
+    await asyncio.wait_for(churn, 90)
     pipe.send(await child.settle(total, timeout))
     for follower in child.followers:
         if follower.session is not None:
