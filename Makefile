@@ -13,7 +13,7 @@ CHROMIUM ?= /usr/bin/chromium
 TEST_WORKERS ?= 2
 SUDO     := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: up test lint install browser postgresql clean bench bench-quick bench-tune soak
+.PHONY: up test lint install browser postgresql clean bench bench-quick bench-tune bench-scale soak
 
 up: $(STAMP) $(VENDOR)
 	$(BIN)/sandbar up
@@ -34,6 +34,13 @@ bench: $(STAMP) postgresql
 bench-quick: $(STAMP) postgresql
 	$(BIN)/python -m bench.paths --quick
 	$(BIN)/python -m bench.delivery --quick
+
+# What one node holds: idle connections in steps, broadcast, sustained deliveries, with 0
+# and 2 proxy workers (bench/scale.py; bounded by the file-descriptor hard limit).
+SCALE_STEPS ?= 2000,5000,10000,18000
+SCALE_PROXIES ?= 0,2
+bench-scale: $(STAMP)
+	$(BIN)/python -m bench.scale --steps $(SCALE_STEPS) --proxies $(SCALE_PROXIES)
 
 # Minutes under steady load with reconnecting subscribers: every event reaches every
 # subscriber, and each process's memory slope (bench/soak.py). Not part of `make test`.
