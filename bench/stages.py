@@ -25,6 +25,8 @@ STAGES = (
     ("JSON body parse", "api.articles:json_object"),
     ("signal dispatch + record", "api.push:Push.emit"),
     ("record: route resolve", "bridge.routes:RouteTable.resolve"),
+    ("record: topic counter (before 0002)", "api.outbox:next_seq"),
+    ("record: floor read (before 0002)", "api.outbox:floors"),
     ("record: numbered insert (SQLite)", "api.backends:SqliteBackend.insert_event"),
     ("record: numbered insert (PostgreSQL)", "api.backends:PostgresBackend.insert_event"),
     ("writer turn (take)", "api.writers:SqliteWriters._flock"),
@@ -82,6 +84,8 @@ class StageMeter:
             *parents, attr = path.split(".")
             for parent in parents:
                 owner = getattr(owner, parent)
+            if not hasattr(owner, attr):  # another version of the code: nothing to meter
+                continue
             original = owner.__dict__[attr] if isinstance(owner, type) else getattr(owner, attr)
             setattr(owner, attr, self._wrap(label, original))
             self._undo.append(functools.partial(setattr, owner, attr, original))
