@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> None:
         "--url", help="router http URL, API /healthz URL, or backend rs:// URL"
     )
     args = parser.parse_args(argv)
-    setup_logging()
+    setup_logging(service="up")
     try:
         if args.command == "curve-keys":
             from bridge.curve import new_keypair
