@@ -90,7 +90,8 @@ def setup_logging(level: str | None = None, service: str = "sandbar") -> None:
     handler.setFormatter(formatter(service))
     logging.basicConfig(level=level, handlers=[handler], force=True)
     # Autobahn logs every connection attempt at INFO; its warnings and errors still show.
-    for noisy in ("autobahn", "txaio"):
+    # SQLAlchemy would log every statement at DEBUG, urllib3 every connection.
+    for noisy in ("autobahn", "txaio", "sqlalchemy", "urllib3"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
