@@ -66,8 +66,8 @@ def decode(body: bytes) -> list[Span]:
 class Receiver:
     """``with Receiver() as otlp:`` serves ``otlp.endpoint`` (OTEL_EXPORTER_OTLP_ENDPOINT)."""
 
-    def __init__(self) -> None:
-        self.port = free_port()
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.spans: list[Span] = []
         self.requests = 0
@@ -126,3 +126,21 @@ class Receiver:
 
         wait_until(seen, timeout, f"span {what} exported")
         return found[0]
+
+
+def main() -> None:
+    """``python -m tests.support.otlp --port P``: a receiver in a process of its own (the
+    benchmark's, so decoding spans costs its client nothing); prints the span count."""
+    import argparse
+    import time
+
+    parser = argparse.ArgumentParser(prog="python -m tests.support.otlp")
+    parser.add_argument("--port", type=int, required=True)
+    with Receiver(parser.parse_args().port) as receiver:
+        while True:
+            time.sleep(5)
+            print(f"spans received: {len(receiver.spans)}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
