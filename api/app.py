@@ -10,7 +10,7 @@ from flask import Flask
 from pydantic import SecretStr
 from sqlalchemy import Engine
 
-from api import articles, auth, events, notifications
+from api import articles, auth, events, notifications, tracing
 from api.config import ApiConfig
 from api.cors import allow_origins
 from api.db import create_schema, make_engine, wait_for_database
@@ -45,6 +45,7 @@ def create_app(config: ApiConfig | None = None, *, sender: EventSender | None = 
 
     meters = app.extensions["sandbar_metrics"] = ApiMetrics()
     meters.instrument(app)
+    tracing.instrument(app)
     register_error_handlers(app)
     allow_origins(app, config.cors_origins)
     app.register_blueprint(articles.bp)

@@ -164,7 +164,7 @@ class PostgresBackend(Backend):
         return int(seq), int(floor)
 
 
-_EVENT_COLUMNS = "event_id, name, topic, seq, ts, payload, audience, lease_until, attempts"
+_EVENT_COLUMNS = "event_id, name, topic, seq, ts, payload, audience, lease_until, attempts, trace"
 #: the lowest seq of the topic still waiting for the bridge, this row included
 _FLOOR = """min(seq, coalesce((SELECT min(o.seq) FROM outbox o WHERE o.topic = :topic
     AND o.delivered_at IS NULL AND o.failed IS NULL), seq))"""
@@ -172,7 +172,7 @@ _SQLITE_INSERT_EVENT = text(
     f"""INSERT INTO outbox ({_EVENT_COLUMNS})
     VALUES (:event_id, :name, :topic,
         coalesce((SELECT seq FROM topic_seqs WHERE topic = :topic), 0) + 1,
-        :ts, :payload, :audience, :lease_until, 1)
+        :ts, :payload, :audience, :lease_until, 1, :trace)
     RETURNING seq, {_FLOOR}"""
 )
 _PG_NEXT_SEQ = text(
@@ -181,7 +181,7 @@ _PG_NEXT_SEQ = text(
 )
 _PG_INSERT_EVENT = text(
     f"""INSERT INTO outbox ({_EVENT_COLUMNS})
-    VALUES (:event_id, :name, :topic, :seq, :ts, :payload, :audience, :lease_until, 1)
+    VALUES (:event_id, :name, :topic, :seq, :ts, :payload, :audience, :lease_until, 1, :trace)
     RETURNING {_FLOOR.replace("min(seq,", "LEAST(seq,")}"""
 )
 

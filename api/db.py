@@ -85,6 +85,7 @@ outbox = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("delivered_at", BigInteger, nullable=True),  # unix ms, set on the bridge's ack
     Column("failed", Text, nullable=True),  # why the bridge refused it for good
+    Column("trace", String(55), nullable=True),  # W3C traceparent of the request that made it
     UniqueConstraint("topic", "seq"),
     Index("ix_outbox_pending", "delivered_at", "lease_until"),
     Index("ix_outbox_ts", "ts"),  # retention: finds expired rows without a table scan

@@ -74,6 +74,20 @@ def _epoch() -> str:
     return str(extensions["sandbar_epoch"])
 
 
+def _event(row: Any) -> dict[str, Any]:
+    """One row as a subscriber sees it: the live event's kwargs and its payload."""
+    event = {
+        "id": row.event_id,
+        "name": row.name,
+        "ts": row.ts,
+        "seq": row.seq,
+        "payload": json.loads(row.payload),
+    }
+    if row.trace is not None:
+        event["trace"] = row.trace
+    return event
+
+
 @bp.get("/events")
 def catch_up() -> dict[str, Any]:
     settings = current_app.config["SANDBAR"]
@@ -105,17 +119,7 @@ def catch_up() -> dict[str, Any]:
         oldest = conn.execute(
             select(func.min(outbox.c.seq)).where(outbox.c.topic == topic)
         ).scalar_one_or_none()
-    events = [
-        {
-            "id": r.event_id,
-            "name": r.name,
-            "ts": r.ts,
-            "seq": r.seq,
-            "payload": json.loads(r.payload),
-        }
-        for r in rows[:limit]
-        if _addressed_to(reader, r.audience, own)
-    ]
+    events = [_event(r) for r in rows[:limit] if _addressed_to(reader, r.audience, own)]
     current_app.extensions["sandbar_metrics"].catch_up_events.inc(len(events))
     return {
         "topic": topic,

@@ -54,6 +54,7 @@ from bridge.client import EventSender
 from bridge.curve import connect_as_client
 from bridge.envelope import Ack, Envelope, MalformedFrame
 from bridge.routes import RouteTable
+from sandbar import tracing
 
 log = logging.getLogger("sandbar.api.outbox")
 
@@ -120,7 +121,9 @@ def record(
     others: dict[str, Any] | None = None,
 ) -> Envelope:
     """Write one event into the outbox within ``conn``'s transaction; return its envelope."""
-    envelope = Envelope(name=name, payload=payload, ack=True, epoch=epoch, others=others)
+    envelope = Envelope(
+        name=name, payload=payload, ack=True, epoch=epoch, others=others, trace=tracing.for_event()
+    )
     try:
         publication = routes.resolve(envelope)
         body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
@@ -146,6 +149,7 @@ def record(
             "payload": body,
             "audience": json.dumps(audience) if audience else None,
             "lease_until": envelope.ts + int(lease_seconds * 1000),
+            "trace": envelope.trace,
         },
     )
     return replace(envelope, topic=publication.topic, seq=seq, floor=floor)
@@ -186,7 +190,7 @@ class Outbox:
     @contextlib.contextmanager
     def transaction(self) -> Iterator[Connection]:
         """One database transaction for a change and the events it causes."""
-        with begin_write(self.engine) as conn:
+        with self._spanning(), begin_write(self.engine) as conn:
             unit = _Unit(conn)
             token = _current.set(unit)
             try:
@@ -194,7 +198,17 @@ class Outbox:
             finally:
                 _current.reset(token)
         count_names(self.metrics.committed, (e.name for e in unit.envelopes))
+        if log.isEnabledFor(logging.DEBUG):
+            for e in unit.envelopes:
+                extra = tracing.log_extra(e.id, e.trace)
+                log.debug(
+                    "committed event %s '%s' (%s #%s)", e.id, e.name, e.topic, e.seq, extra=extra
+                )
         self._send_committed(unit.envelopes)
+
+    def _spanning(self) -> contextlib.AbstractContextManager[Any]:
+        """The ``commit`` span (tracing on): the events recorded inside carry its context."""
+        return tracing.spanning("commit", **{"db.system.name": self.engine.dialect.name})
 
     def _send_committed(self, envelopes: list[Envelope]) -> None:
         """Send now, the bridge's acks going to this process's relay; whatever does not
@@ -416,6 +430,7 @@ class Relay:
                 epoch=self.epoch,
                 ack=True,
                 others=json.loads(r.audience).get("others") if r.audience else None,
+                trace=r.trace,
             )
             for r in sorted(rows, key=lambda r: r.id)
         ]

@@ -34,6 +34,7 @@ from api.others import sender_session
 from api.outbox import Outbox
 from bridge.client import EventSender, SendError
 from bridge.envelope import Envelope
+from sandbar import tracing
 
 log = logging.getLogger("sandbar.api.push")
 
@@ -139,6 +140,9 @@ class Push:
     def _send_now(self, name: str, payload: dict[str, Any], others: dict[str, Any] | None) -> None:
         assert self.sender is not None
         try:
-            self.sender.send_envelope(Envelope(name=name, payload=payload, others=others))
+            envelope = Envelope(
+                name=name, payload=payload, others=others, trace=tracing.for_event()
+            )
+            self.sender.send_envelope(envelope)
         except SendError as exc:
             log.error("event not forwarded: %s", exc)

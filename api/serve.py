@@ -12,17 +12,19 @@ from pathlib import Path
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger
 from pydantic import Field
 
 from api import metrics as api_metrics
 from api.app import DEFAULT_FACTORY, check_routes, load_factory
 from api.config import ApiConfig
 from api.db import DatabaseConfigError, create_schema, make_engine, wait_for_database
-from sandbar import metrics
+from api.tracing import ENVIRON_KEY
+from sandbar import metrics, tracing
 from sandbar.config import ConfigError, StrictModel
 from sandbar.heap import freeze_startup_heap
 from sandbar.lifetime import die_with_parent
-from sandbar.logs import setup_logging
+from sandbar.logs import formatter, log_format, setup_logging
 from sandbar.metrics import MetricsSettings
 from topics.registry import load_app
 
@@ -43,6 +45,25 @@ class ServeConfig(StrictModel):
     #: the workers' metric files (PROMETHEUS_MULTIPROC_DIR), emptied at start; None: a
     #: temporary one of this server's own
     metrics_dir: Path | None = None
+
+
+class GunicornLogger(Logger):
+    """gunicorn's logger in the format every Sandbar service logs in (sandbar/logs.py)."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        if log_format() != "json":  # gunicorn's own text lines stay as they were
+            return
+        for log in (self.error_log, self.access_log):
+            for handler in log.handlers:
+                handler.setFormatter(formatter("api"))
+
+    def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
+        token = tracing.current.set(environ.get(ENVIRON_KEY))  # after the request's teardown
+        try:
+            super().access(resp, req, environ, request_time)
+        finally:
+            tracing.current.reset(token)
 
 
 class _Gunicorn(BaseApplication):
@@ -67,6 +88,8 @@ class _Gunicorn(BaseApplication):
             "post_fork": lambda arbiter, worker: die_with_parent(worker.ppid),
             # gunicornc's socket is one path per user, shared by every stack: unused here
             "control_socket_disable": True,
+            # SANDBAR_LOG_FORMAT for gunicorn's own lines too; the access line carries the trace
+            "logger_class": GunicornLogger,
         }
         if c.metrics.port:  # counts stay summed; the dead worker's files are no longer live
             settings["child_exit"] = api_metrics.worker_exited
@@ -108,12 +131,12 @@ def main(argv: list[str] | None = None) -> None:
     if argv[:1] == ["users"]:
         from api.users_cli import main as users_main
 
-        setup_logging("WARNING")
+        setup_logging("WARNING", "api")
         raise SystemExit(users_main(argv[1:]))
     if argv[:1] == ["db"]:
         from api.db_cli import main as db_main
 
-        setup_logging("WARNING")
+        setup_logging("WARNING", "api")
         raise SystemExit(db_main(argv[1:]))
     env = os.environ
     parser = argparse.ArgumentParser(prog="sandbar-api", description="Sandbar REST API")
@@ -135,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     metrics.add_arguments(parser, "api")
     args = parser.parse_args(argv)
-    setup_logging()
+    setup_logging(service="api")
     try:
         api = ApiConfig.from_env()
         served = metrics.settings_from(args, "api")
@@ -144,6 +167,7 @@ def main(argv: list[str] | None = None) -> None:
         load_app(api.topics_app)  # one line here, not a traceback from every worker
         load_factory(config.app)
         api.signing_secret()  # fail here, once, not in every worker
+        tracing.check()
     except (ConfigError, ValueError) as exc:
         print(f"sandbar-api: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

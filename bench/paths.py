@@ -3,11 +3,12 @@
 Starts a router (with Crossbar's HTTP publisher added to a copy of the shipped config),
 the topics service (the browsers' authorizer), the bridge, a throwaway PostgreSQL server
 and the API under gunicorn twice on free ports (on SQLite and on PostgreSQL), then measures
-limit, bridge, http-publisher, rest and rest-pg in alternating rounds:
+limit, bridge, http-publisher, rest and rest-pg (and with ``--tracing`` rest-traced, the API
+exporting spans) in alternating rounds:
 events/s at 1 and 10 WebSocket subscribers, latency at a fixed rate, fan-out to N
 subscribers, router memory per connection. Every event is counted at every subscriber.
 
-    python -m bench.paths [--quick]
+    python -m bench.paths [--quick] [--tracing]
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,7 +29,7 @@ from bench.subscribers import SubscriberPool
 from sandbar.heap import freeze_startup_heap
 from sandbar.paths import ROUTER_TEMPLATE
 from sandbar.pgserver import PostgresServer
-from tests.support.procs import Api, Router, Topics
+from tests.support.procs import ROOT, Api, Proc, Router, Topics, base_env, free_port
 from tests.support.procs import Bridge as BridgeProc
 
 #: Added under the web transport's paths in a copy of the shipped template; not shipped.
@@ -129,9 +131,28 @@ async def run(
     return {"eps": eps, "cpu": cpu, "latency": lat, "fanout": fan}
 
 
+def _traced_api(work: Path, bridge: BridgeProc) -> tuple[Proc, Api]:
+    """An OTLP receiver in a process of its own, and an API on SQLite exporting its spans
+    there (tracing on, as README "Tracing and logs" says)."""
+    port = free_port()
+    argv = [sys.executable, "-m", "tests.support.otlp", "--port", str(port)]
+    receiver = Proc("otlp", argv, base_env(), work, cwd=ROOT)
+    receiver.start()
+    (work / "api-traced").mkdir()
+    api = Api(work / "api-traced", bridge.endpoint)
+    api.proc.env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{port}"
+    return receiver, api.start()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one round, fewer events")
+    parser.add_argument(
+        "--tracing",
+        action="store_true",
+        help="add rest-traced: the rest path with the API exporting spans (OTLP, to a receiver "
+        "of the benchmark's own)",
+    )
     args = parser.parse_args()
     s = Settings(args.quick)
     began = time.monotonic()
@@ -150,8 +171,14 @@ def main() -> None:
             pg_url = pg.create_database("sandbar_bench")
             procs.append(api_pg := Api(work / "api-pg", bridge.endpoint, database_url=pg_url))
             api_pg.start()
-            assert api.auth and api_pg.auth  # a signed-in writer on each
-            pids = {
+            apis = {"rest": api, "rest-pg": api_pg}
+            pids: dict[str, int] = {}
+            if args.tracing:
+                procs.extend(traced := _traced_api(work, bridge))
+                apis["rest-traced"] = traced[-1]
+                pids["api-traced"] = traced[-1].proc.pid
+            assert all(a.auth for a in apis.values())  # a signed-in writer on each
+            pids |= {
                 "router": router.proc.pid,
                 "topics": topics.proc.pid,
                 "bridge": bridge.proc.pid,
@@ -161,7 +188,6 @@ def main() -> None:
             }
             print(f"stack up in {time.monotonic() - began:.0f}s; measuring", flush=True)
             freeze_startup_heap()  # the measuring client must not pause for full GC passes
-            apis = {"rest": api, "rest-pg": api_pg}
             results = asyncio.run(run(s, router, bridge, apis, pids))
         finally:
             for proc in reversed(procs):

@@ -64,6 +64,8 @@ def _cpu(r: dict[str, Any], path: str) -> list[str]:
     api = str(got.get("api", 0))
     if path == "rest-pg":
         api = f"{got.get('api-pg', 0)}+{got.get('postgres', 0)}"
+    elif path == "rest-traced":
+        api = str(got.get("api-traced", 0))
     return [
         str(got.get("router", 0)),
         str(got.get("bridge", 0)),
@@ -76,6 +78,8 @@ def _api_us_per_event(r: dict[str, Any], path: str) -> float:
     """CPU of the API (and, for rest-pg, of its database server) per event, 1 subscriber."""
     got = r["cpu"].get(f"{path}/1/0", {})
     percent = got.get("api-pg", 0) + got.get("postgres", 0) if path == "rest-pg" else got["api"]
+    if path == "rest-traced":
+        percent = got["api-traced"]
     return 1e4 * percent / r["medians"][path][1]
 
 
@@ -86,7 +90,7 @@ def comparisons(r: dict[str, Any]) -> list[tuple[str, str]]:
     p50, p99 = (percentile(lat["rest-pg"], q) for q in (50, 99))
     s50, s99 = (percentile(lat["rest"], q) for q in (50, 99))
     cpu_pg, cpu_sq = _api_us_per_event(r, "rest-pg"), _api_us_per_event(r, "rest")
-    return [
+    rows = [
         ("rest-pg / rest, events/s at 1 sub", f"{pg[1] / sq[1]:.2f}x ({pg[1]:.0f} vs {sq[1]:.0f})"),
         ("rest-pg / rest, events/s at 10 subs", f"{pg[10] / sq[10]:.2f}x"),
         ("rest-pg / rest, p50 latency", f"{p50 / s50:.2f}x ({p50:.2f} vs {s50:.2f} ms)"),
@@ -96,6 +100,16 @@ def comparisons(r: dict[str, Any]) -> list[tuple[str, str]]:
             f"{cpu_pg / cpu_sq:.2f}x ({cpu_pg:.0f} vs {cpu_sq:.0f} us)",
         ),
     ]
+    if "rest-traced" in med:  # bench.paths --tracing: what spans cost the API
+        traced, cpu_tr = med["rest-traced"], _api_us_per_event(r, "rest-traced")
+        rows += [
+            ("rest-traced / rest, events/s at 1 sub", f"{traced[1] / sq[1]:.2f}x"),
+            (
+                "rest-traced / rest, API CPU per event",
+                f"{cpu_tr / cpu_sq:.2f}x ({cpu_tr:.0f} vs {cpu_sq:.0f} us)",
+            ),
+        ]
+    return rows
 
 
 def verdicts(r: dict[str, Any]) -> list[tuple[str, bool, str]]:

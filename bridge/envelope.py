@@ -10,6 +10,8 @@ optionally ``reply_to``: the ZeroMQ routing id of the socket that wants that ans
 when it is not the sending one (the API's request threads send, its relay thread
 reads the answers). ``others`` (``{"session", "user", "proof"}``) asks the bridge to leave
 that session out, if the proof says it is the user's (see sandbar/session_proof.py).
+``trace`` is the W3C traceparent of the request that made the event (sandbar/tracing.py);
+subscribers get it in the kwargs. One that is not a valid traceparent is dropped, never the event.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from sandbar import tracing
 from sandbar.nesting import DEFAULT_MAX_DEPTH, json_too_deep
 
 VERSION = 1
@@ -52,6 +55,7 @@ class Envelope:
     ack: bool = False
     reply_to: str | None = None  # routing id of the socket awaiting the ack (default: sender)
     others: dict[str, Any] | None = None  # toOthers: the session to leave out, with its proof
+    trace: str | None = None  # W3C traceparent of the request that made it
 
     def to_bytes(self) -> bytes:
         """Encode as compact UTF-8 JSON; raise TypeError if the payload is not JSON-able."""
@@ -62,7 +66,7 @@ class Envelope:
             "ts": self.ts,
             "payload": self.payload,
         }
-        for key in ("topic", "seq", "floor", "epoch"):
+        for key in ("topic", "seq", "floor", "epoch", "trace"):
             if getattr(self, key) is not None:
                 document[key] = getattr(self, key)
         if self.ack:
@@ -79,6 +83,8 @@ class Envelope:
         if self.seq is not None:
             meta["seq"] = self.seq
             meta["epoch"] = self.epoch
+        if self.trace is not None:
+            meta["trace"] = self.trace
         return meta
 
     @classmethod
@@ -123,6 +129,7 @@ class Envelope:
             raise MalformedFrame("bad_sequence", "'epoch' must be a string")
         reply_to = reply_address(document)
         others = document.get("others")  # checked (and counted) where it is used
+        trace = document.get("trace")
         return cls(
             name=name,
             payload=payload,
@@ -135,6 +142,7 @@ class Envelope:
             ack=document.get("ack") is True,
             reply_to=reply_to,
             others=others if others is None or isinstance(others, dict) else {},
+            trace=tracing.parse(trace) if isinstance(trace, str) else None,
         )
 
 

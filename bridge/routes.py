@@ -82,6 +82,7 @@ class Publication:
     envelope: Envelope
     topic: str
     options: dict[str, Any] = field(default_factory=dict)
+    template: str | None = None  # the route's topic, e.g. chat.{channel}: low cardinality
 
 
 def _authids(payload: dict[str, Any], field_name: str) -> list[str]:
@@ -111,7 +112,7 @@ class Route:
             options["eligible_authid"] = _authids(payload, self.to_authids)
         if self.exclude_authids:
             options["exclude_authid"] = _authids(payload, self.exclude_authids)
-        return Publication(envelope, self.topic.render(payload), options)
+        return Publication(envelope, self.topic.render(payload), options, self.topic.source)
 
 
 class RouteTable:

@@ -35,7 +35,7 @@ from bridge.metrics import BridgeMetrics
 from bridge.others import leave_out
 from bridge.routes import Publication
 from bridge.sequencer import Sequencer
-from sandbar import metrics
+from sandbar import metrics, tracing
 from sandbar.config import ConfigError
 from sandbar.logs import setup_logging
 from sandbar.secrets import ensure_backend_secret
@@ -79,6 +79,29 @@ async def _last_retained_seq(
     finally:
         await subscription.unsubscribe()
     return seen[-1] if seen else (None, None)
+
+
+def _publish_span(pub: Publication) -> Any:
+    """``publish <route topic>``, a PRODUCER span (the messaging conventions): a child of
+    the event's creating context, so the trace runs on from the API's commit, and linked
+    to it as the conventions ask; it ends at the router's acknowledgement."""
+    envelope = pub.envelope
+    destination = pub.template or pub.topic
+    return tracing.start_span(
+        f"publish {destination}",
+        "PRODUCER",
+        parent=envelope.trace,
+        link=True,
+        attributes={
+            "messaging.system": "wamp",
+            "messaging.operation.name": "publish",
+            "messaging.operation.type": "send",
+            "messaging.destination.name": pub.topic,
+            "messaging.destination.template": destination,
+            "messaging.message.id": envelope.id,
+            "sandbar.event.name": envelope.name,
+        },
+    )
 
 
 def _refusal_address(frame: bytes, sender: bytes) -> tuple[str, bytes] | None:
@@ -322,6 +345,7 @@ class Bridge:
     ) -> asyncio.Future[Any]:
         """Publish with acknowledgement; settle it in a callback (no task per event)."""
         sent = time.perf_counter()
+        span = _publish_span(pub) if tracing.tracer is not None else None
         try:
             future: asyncio.Future[Any] = session.publish(
                 pub.topic,
@@ -332,7 +356,8 @@ class Bridge:
         except Exception as exc:
             future = asyncio.get_running_loop().create_future()
             future.set_exception(exc)
-        future.add_done_callback(functools.partial(self._settled, session, key, pub, sent))
+        settled = functools.partial(self._settled, session, key, pub, sent, span)
+        future.add_done_callback(settled)
         return future
 
     def _settled(
@@ -341,24 +366,41 @@ class Bridge:
         key: int,
         pub: Publication,
         sent: float,
+        span: Any,
         done: asyncio.Future[Any],
     ) -> None:
         exc = asyncio.CancelledError() if done.cancelled() else done.exception()
+        envelope = pub.envelope
         if exc is None:
+            if span is not None:
+                span.end()
             self.stats.published += 1
-            self.metrics.acknowledged(pub.envelope.name, pub.envelope.ts, sent)
-            self.sequencer.published(pub.envelope.id)
-            self._answer(pub.envelope.id, Ack(pub.envelope.id, True))
+            self.metrics.acknowledged(envelope.name, envelope.ts, sent)
+            self.sequencer.published(envelope.id)
+            self._answer(envelope.id, Ack(envelope.id, True))
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug(
+                    "published event %s '%s' on '%s'",
+                    envelope.id,
+                    envelope.name,
+                    pub.topic,
+                    extra=tracing.log_extra(envelope.id, envelope.trace),
+                )
         elif _connection_lost(exc, session):
+            if span is not None:  # requeued: the next attempt is a span of its own
+                tracing.fail(span, "connection_lost", "the router connection was lost")
             return  # recovery puts it back in order
         else:
+            if span is not None:
+                tracing.fail(span, type(exc).__name__, str(exc))
             self.stats.rejected += 1
             log.error(
                 "router refused event %s '%s' on '%s': %s",
-                pub.envelope.id,
-                pub.envelope.name,
+                envelope.id,
+                envelope.name,
                 pub.topic,
                 exc,
+                extra=tracing.log_extra(envelope.id, envelope.trace),
             )
             self.sequencer.abandoned(pub.envelope.id)
             self._answer(pub.envelope.id, Ack(pub.envelope.id, False, f"router refused: {exc}"))
@@ -496,6 +538,7 @@ class Bridge:
 
 def run(config: BridgeConfig) -> None:
     """Run the bridge until SIGTERM/SIGINT."""
+    tracing.setup("bridge")
     bridge = Bridge(config)
     run_until_signalled(bridge.run)
 
@@ -519,7 +562,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     metrics.add_arguments(parser, "bridge")
     args = parser.parse_args(argv)
-    setup_logging()
+    setup_logging(service="bridge")
     unset: list[str] = []
     try:
         if args.check:
@@ -530,6 +573,7 @@ def main(argv: list[str] | None = None) -> None:
         else:
             ensure_backend_secret()
             config = load_config(args.config)
+            tracing.check()
             served = metrics.settings_from(args, "bridge", config.metrics)
             config = config.model_copy(update={"metrics": served})
         check_routes(config, args.topics_app, str(args.config))

@@ -17,7 +17,7 @@ from bridge.keys import ensure_stack_keys
 from sandbar import metrics
 from sandbar.config import ConfigError, StrictModel
 from sandbar.health import bridge_ready, http_ready, topics_ready
-from sandbar.logs import setup_logging
+from sandbar.logs import log_format, setup_logging
 from sandbar.paths import ROOT, RUN_DIR
 from sandbar.secrets import DEV_VAR, ensure_backend_secret
 from sandbar.supervisor import Service, Supervisor
@@ -176,8 +176,11 @@ def up(config: UpConfig) -> int:
             if config.metrics_port
             else "(off: --metrics-port 0)",
         }
-        lines = "\n".join(f"  {name:<10} {url}" for name, url in urls.items())
-        print(f"\nSandbar is ready:\n{lines}\n", flush=True)
+        if log_format() == "json":  # one object a line, this one too
+            log.info("Sandbar is ready: %s", json.dumps(urls))
+        else:
+            lines = "\n".join(f"  {name:<10} {url}" for name, url in urls.items())
+            print(f"\nSandbar is ready:\n{lines}\n", flush=True)
         log.info(
             "ready %s", json.dumps({"router_port": config.router_port, "api_port": config.api_port})
         )
@@ -258,7 +261,7 @@ def main(argv: list[str] | None = None) -> None:
         "--url", help="router http URL, API /healthz URL, or backend rs:// URL"
     )
     args = parser.parse_args(argv)
-    setup_logging()
+    setup_logging(service="up")
     try:
         if args.command == "curve-keys":
             from bridge.curve import new_keypair

@@ -145,7 +145,7 @@ def config_from_args(argv: list[str] | None = None) -> RouterConfig:
 
 
 def main(argv: list[str] | None = None) -> None:
-    setup_logging()
+    setup_logging(service="router")
     try:
         run(config_from_args(argv))
     except ConfigError as exc:

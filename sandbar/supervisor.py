@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from sandbar.lifetime import wrap
+from sandbar.logs import as_json_line, log_format
 
 log = logging.getLogger("sandbar.up")
 
@@ -71,6 +72,7 @@ class Supervisor:
         self.unhealthy_after = unhealthy_after
         self._width = max(len(s.name) for s in services)
         self._tty = sys.stdout.isatty()
+        self._json = log_format() == "json"
         self._stopping = False
         self._hurried = False
 
@@ -83,6 +85,10 @@ class Supervisor:
     async def _relay(self, index: int, service: Service, stream: asyncio.StreamReader) -> None:
         """Copy a service's output to ours until it closes: if this stopped, the service
         would block as soon as its pipe is full, so no line and no write error ends it."""
+        if self._json:  # each line is a JSON object naming its service: no prefix
+            async for line in _lines(stream, LINE_LIMIT):
+                _write(as_json_line(service.name, line) + "\n")
+            return
         prefix = self._prefix(index, service.name)
         async for line in _lines(stream, LINE_LIMIT):
             _write(f"{prefix} {line}\n")

@@ -182,6 +182,7 @@ def _event(event_id: str, topic: str = "articles") -> dict[str, Any]:
         "payload": payload,
         "audience": None,
         "lease_until": ts + 3000,
+        "trace": None,
     }
 
 

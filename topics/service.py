@@ -30,7 +30,7 @@ from autobahn.wamp.types import CallDetails, PublishOptions, RegisterOptions
 from pydantic import Field, field_validator
 
 from bridge.envelope import Envelope
-from sandbar import metrics
+from sandbar import metrics, tracing
 from sandbar.config import ConfigError, StrictModel
 from sandbar.logs import setup_logging
 from sandbar.metrics import MetricsSettings
@@ -190,7 +190,7 @@ class TopicsService:
         wamp = self.wamp
         if wamp is None or not wamp.is_attached():
             raise RuntimeError(f"cannot publish to '{uri}': not connected to the router")
-        meta = Envelope(name=name, payload={}).meta()
+        meta = Envelope(name=name, payload={}, trace=tracing.for_event()).meta()
         publication = await wamp.publish(uri, payload, options=options, **meta)
         return publication.id if publication is not None else None
 
@@ -201,6 +201,19 @@ class TopicsService:
         self, details: dict[str, Any], uri: str, action: str, options: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         """The router's dynamic authorizer. Fails closed: any error denies."""
+        if tracing.tracer is None:
+            return await self._authorize(details, uri, action, options)
+        attributes = {"sandbar.action": action, "sandbar.topic": uri}
+        with tracing.active(
+            tracing.start_span("authorize", "SERVER", attributes=attributes)
+        ) as span:
+            answer = await self._authorize(details, uri, action, options)
+            span.set_attribute("sandbar.allow", bool(answer.get("allow")))
+            return answer
+
+    async def _authorize(
+        self, details: dict[str, Any], uri: str, action: str, options: dict[str, Any] | None
+    ) -> dict[str, Any]:
         try:
             info = SessionInfo.from_details(details)
             self.sessions.remember(info)
@@ -271,8 +284,24 @@ class TopicsService:
 
     @_counted
     async def handled_publish(self, *args: Any, details: CallDetails, **kwargs: Any) -> int | None:
-        """``session.call(topic_uri, [payload])``: on_publish decides, then everyone gets it."""
-        uri, caller = str(details.procedure), int(details.caller or 0)
+        """``session.call(topic_uri, [payload])``: on_publish decides, then everyone gets it;
+        with tracing on, in an ``on_publish`` span whose context the event carries."""
+        uri = str(details.procedure)
+        if tracing.tracer is None:
+            return await self._handled_publish(uri, args, kwargs, details)
+        attributes = {
+            "messaging.system": "wamp",
+            "messaging.operation.name": "on_publish",
+            "messaging.operation.type": "process",
+            "messaging.destination.name": uri,
+        }
+        with tracing.active(tracing.start_span("on_publish", "SERVER", attributes=attributes)):
+            return await self._handled_publish(uri, args, kwargs, details)
+
+    async def _handled_publish(
+        self, uri: str, args: Any, kwargs: dict[str, Any], details: CallDetails
+    ) -> int | None:
+        caller = int(details.caller or 0)
         try:
             handled = await self.authorizer.handle_publish(
                 caller, uri, args, kwargs, self.sessions.get
@@ -337,7 +366,8 @@ class TopicsService:
             reason="sandbar.close.signed_out",
             message="you were signed out",
         )
-        log.info("ended %d sessions of %s", len(killed or []), payload["user"])
+        extra = tracing.log_extra(meta.get("id"), meta.get("trace"))
+        log.info("ended %d sessions of %s", len(killed or []), payload["user"], extra=extra)
 
     async def on_session_joined(self, details: dict[str, Any]) -> None:
         if self.is_leader:  # every replica hears it; one counts, so replicas sum
@@ -499,6 +529,7 @@ def _log_failure(uri: str) -> Any:
 
 
 def run(config: TopicsConfig) -> None:
+    tracing.setup("topics")
     service = TopicsService(config, load_router(config.app))
     run_until_signalled(service.run)
 
@@ -557,7 +588,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     metrics.add_arguments(parser, "topics")
     args = parser.parse_args(argv)
-    setup_logging()
+    setup_logging(service="topics")
     try:
         secret = ensure_backend_secret()
         config = TopicsConfig(
@@ -577,6 +608,7 @@ def main(argv: list[str] | None = None) -> None:
                 retry_initial_delay=min(0.25, args.retry_max_delay),
             ),
         )
+        tracing.check()
         run(config)
     except (ConfigError, ValueError) as exc:
         print(f"sandbar-topics: {exc}", file=sys.stderr)

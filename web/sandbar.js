@@ -15,6 +15,8 @@
  * Event handlers get (payload, meta, details): payload is args[0], meta the envelope
  * fields Sandbar puts in kwargs ({id, name, ts}, and {seq, epoch} for events from the
  * API's outbox), plus, with recovery, `sequenced` and `recovered` (see Recovery).
+ * `meta.trace` is the W3C traceparent of the request that made the event (live and
+ * recovered alike): pass it on (a `traceparent` header, a span link) to join its trace.
  */
 
 export const NOT_AUTHORIZED = "wamp.error.not_authorized";
@@ -375,7 +377,9 @@ class Stream {
   }
 
   metaOf(event) {
-    return { id: event.id, name: event.name, ts: event.ts, seq: event.seq, epoch: this.epoch };
+    const meta = { id: event.id, name: event.name, ts: event.ts, seq: event.seq, epoch: this.epoch };
+    if (event.trace) meta.trace = event.trace;
+    return meta;
   }
 
   /** Hand over the held events up to `seq`, in order (dropping those already passed). */

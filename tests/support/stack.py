@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--run-dir", type=Path, required=True)
     parser.add_argument("--metrics-port", type=int, default=0)
     args = parser.parse_args()
-    setup_logging()
+    setup_logging(service="up")
     cli.build_services = _topics_and_bridge
     cli._ensure_demo_user = lambda config: False  # the demo user lives in the API's database
     raise SystemExit(cli.up(cli.UpConfig(**vars(args))))
