@@ -238,7 +238,8 @@ def test_api_counts_across_two_workers_and_a_killed_one(metered_bridge, tmp_path
         assert value(again, "sandbar_api_requests_total", **route) == gets + more
         # what is served is documented; all of it but what needs a lost ack or a refusal
         rare = {"sandbar_api_events_resent_total", "sandbar_api_events_refused_total"}
-        assert _families(url) == _documented("sandbar_api_") - rare
+        ours = {name for name in _families(url) if name.startswith("sandbar_api_")}
+        assert ours == _documented("sandbar_api_") - rare  # browsers': see below
     finally:
         api.stop()
 
@@ -352,7 +353,10 @@ def test_sandbar_up_serves_and_prints_the_metrics_urls(tmp_path: Path):
         assert value(scrape(urls["topics"]), "sandbar_topics_leader") == 0
         served = {name for url in urls.values() for name in _families(url)}
     # the README's Metrics table lists exactly what is served (the api's, router's: apart)
-    assert served == _documented() - _documented("sandbar_api_") - _documented("sandbar_router_")
+    others = {
+        name for name in _documented() if name.startswith(("sandbar_bridge_", "sandbar_topics_"))
+    }
+    assert served == others
 
 
 def _documented(prefix: str = "sandbar_") -> set[str]:
@@ -524,3 +528,68 @@ def test_the_router_renders_its_metrics_settings_and_refuses_bad_ones(tmp_path, 
     monkeypatch.setenv("SANDBAR_ROUTER_METRICS_PORT", "x")
     with pytest.raises(ConfigError, match="SANDBAR_ROUTER_METRICS_PORT: 'x' is not a port"):
         config_from_args(["--run-dir", str(tmp_path / "router")])
+
+
+# -- browser event ages (POST /event-ages, summed over the API's workers) -------------
+
+AGE = "sandbar_browser_event_age_seconds"
+REPORTS = "sandbar_browser_event_age_reports_total"
+
+
+def test_event_age_reports_are_checked_clamped_limited_and_summed_over_workers(tmp_path):
+    api = Api(tmp_path, f"tcp://127.0.0.1:{free_port()}", workers=2, metrics_port=str(free_port()))
+    url = f"http://127.0.0.1:{api.proc.env['SANDBAR_API_METRICS_PORT']}/metrics"
+    with api.start():
+        now = requests.get(f"{api.url}/time", timeout=5).json()["now"]
+        assert abs(now - time.time() * 1000) < 5000
+        before = scrape(url)
+        reports = [
+            [{"topic": "articles", "age": 0.02}, {"topic": "chat.lobby", "age": 0.5}],
+            [{"topic": "articles", "age": -3}, {"topic": "not.declared", "age": 1e9}],
+        ]
+        for number, ages in enumerate(reports, 1):  # new connections: either worker
+            answer = requests.post(
+                f"{api.url}/event-ages", json={"session": number, "ages": ages}, timeout=5
+            )
+            assert answer.status_code == 202, answer.text
+        assert answer.json() == {"accepted": 2, "clamped": 2}
+        refused: dict[str, dict[str, Any]] = {
+            "ages[0].age: must be a number of seconds": {"ages": [{"topic": "a", "age": "1"}]},
+            "ages[1].topic: must be the event's topic URI": {
+                "ages": [{"topic": "a", "age": 1}, {"age": 1}]
+            },
+            "ages: at most 200 per report": {"ages": [{"topic": "a", "age": 1}] * 201},
+            "ages: must be a list": {"ages": {"topic": "a"}},
+            "session: must be the page's WAMP session id": {"session": "x", "ages": []},
+        }
+        for message, body in refused.items():
+            answer = requests.post(f"{api.url}/event-ages", json={"session": 9, **body}, timeout=5)
+            assert answer.status_code == 400, answer.text
+            assert answer.json()["error"]["message"].startswith(message)
+        with requests.Session() as one:  # one connection, one worker: its bucket of 5
+            codes = [
+                one.post(
+                    f"{api.url}/event-ages", json={"session": 77, "ages": []}, timeout=5
+                ).status_code
+                for _ in range(6)
+            ]
+        assert codes == [202] * 5 + [429]
+        chat = "chat.{channel:[a-z0-9][a-z0-9_-]{0,31}}"
+        assert moved(before, scrape(url)) == {
+            f"{AGE}_count{{topic=articles}}": 2,
+            f"{AGE}_count{{topic={chat}}}": 1,
+            f"{AGE}_count{{topic=(none)}}": 1,
+            f"{REPORTS}{{result=accepted}}": 7,
+            f"{REPORTS}{{result=malformed}}": 5,
+            f"{REPORTS}{{result=rate_limited}}": 1,
+            "sandbar_browser_event_ages_clamped_total": 2,
+            # the requests themselves
+            "sandbar_api_requests_total{method=POST,route=/event-ages,status=202}": 7,
+            "sandbar_api_requests_total{method=POST,route=/event-ages,status=400}": 5,
+            "sandbar_api_requests_total{method=POST,route=/event-ages,status=429}": 1,
+            "sandbar_api_request_seconds_count{method=POST,route=/event-ages}": 13,
+        }
+        after = scrape(url)
+        assert value(after, f"{AGE}_sum", topic="articles") == pytest.approx(0.02)  # -3 → 0
+        assert value(after, f"{AGE}_sum", topic="(none)") == 300  # clamped to the top bucket
+        assert _families(url) >= _documented("sandbar_browser_")
