@@ -103,11 +103,11 @@ class RouterMetrics(ApplicationSession):
         from twisted.internet.error import CannotListenError
         from twisted.web.server import Site
 
-        router = cast(
-            Any, self._transport
-        )._router  # this embedded session's RouterApplicationSession
+        # this embedded session's transport is its RouterApplicationSession
+        router = cast(Any, self._transport)._router
         site = Site(metrics_resource(registry_for(router)))
         site.noisy = False
+        site.log = lambda request: None  # type: ignore[method-assign]  # no line per scrape
         host, port = self._settings.host, self._settings.port
         try:
             cast(Any, reactor).listenTCP(port, site, interface=host)

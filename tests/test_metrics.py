@@ -593,3 +593,19 @@ def test_event_age_reports_are_checked_clamped_limited_and_summed_over_workers(t
         assert value(after, f"{AGE}_sum", topic="articles") == pytest.approx(0.02)  # -3 → 0
         assert value(after, f"{AGE}_sum", topic="(none)") == 300  # clamped to the top bucket
         assert _families(url) >= _documented("sandbar_browser_")
+
+
+def test_a_taken_router_metrics_port_is_logged_and_the_router_runs_on(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with Router(tmp_path, metrics_port=port).start() as router:
+            wait_until(
+                lambda: f"cannot serve metrics on 127.0.0.1:{port}" in router.proc.output(),
+                10,
+                "the taken port logged",
+            )
+            assert "SANDBAR_ROUTER_METRICS_PORT" in router.proc.output()
+            client = Client(router.backend_url, authid="topics")  # the router serves on
+            client.close()
