@@ -264,10 +264,10 @@ class Router(_Stoppable):
                 str(self.backend_port),
                 "--run-dir",
                 str(workdir / "router"),
-                "--log-level",
-                "warn",
                 "--metrics-port",
                 str(metrics_port),
+                "--log-level",  # last: tests that need the router's info lines change it
+                "warn",
             ],
             base_env(),
             workdir,
