@@ -10,7 +10,7 @@ from flask import Flask
 from pydantic import SecretStr
 from sqlalchemy import Engine
 
-from api import articles, auth, events, notifications, tracing
+from api import ages, articles, auth, events, notifications, tracing
 from api.config import ApiConfig
 from api.cors import allow_origins
 from api.db import create_schema, make_engine, wait_for_database
@@ -57,6 +57,7 @@ def create_app(config: ApiConfig | None = None, *, sender: EventSender | None = 
         return {"status": "ok"}
 
     app.register_blueprint(events.bp)
+    app.register_blueprint(ages.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(notifications.bp)
     app.extensions["sandbar_tokens"] = auth.Tokens(config.signing_secret(), config.token_max_age)

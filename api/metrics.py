@@ -37,6 +37,8 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine, func, select
 
+from api.ages import AgeMetrics
+from api.ages import P as BROWSER
 from api.db import make_engine, outbox, unacknowledged
 from sandbar.metrics import LATENCY_BUCKETS, MetricsSettings
 from sandbar.paths import private_dir
@@ -95,6 +97,7 @@ class ApiMetrics:
         self.catch_up_events = Counter(
             P + "catch_up_events", "Events served by GET /events", registry=r
         )
+        self.browser = AgeMetrics(r)  # what pages report (api/ages.py)
         self.registry = r
         self._children: dict[tuple[str, str, int], tuple[Any, Any, Any]] = {}
 
@@ -182,7 +185,7 @@ class BacklogCollector(Collector):
 
 
 class ApiFamilies(Collector):
-    """The workers' ``sandbar_api_*`` families only. Other code in the workers makes metrics
+    """The workers' ``sandbar_api_*`` (and ``sandbar_browser_*``) families only. Other code in the workers makes metrics
     too (GET /events asks the topics authorizer in-process): under their services' names
     they would be summed with those services' own counts."""
 
@@ -190,7 +193,7 @@ class ApiFamilies(Collector):
         self.files = MultiProcessCollector(None, directory)
 
     def collect(self) -> Iterator[Metric]:
-        return (family for family in self.files.collect() if family.name.startswith(P))
+        return (family for family in self.files.collect() if family.name.startswith((P, BROWSER)))
 
 
 class _Quiet(WSGIRequestHandler):

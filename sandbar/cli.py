@@ -35,9 +35,9 @@ class UpConfig(StrictModel):
     backend_port: int = 8081
     api_port: int = 5000
     bridge_port: int = 5555
-    #: /metrics of the bridge there, of topics and the api on the next ports (taken: other
-    #: free ones); 0: off
-    metrics_port: int = Field(9470, ge=0, le=65534)
+    #: /metrics of the bridge there, of topics, the api and the router on the next ports
+    #: (taken: other free ones); 0: off
+    metrics_port: int = Field(9470, ge=0, le=65532)
     api_workers: int = Field(2, gt=0)
     run_dir: Path = RUN_DIR
     bridge_config: Path = ROOT / "config" / "bridge.yaml"
@@ -68,6 +68,7 @@ class UpConfig(StrictModel):
             "bridge": self.metrics_port,
             "topics": self.metrics_port + 1,
             "api": self.metrics_port + 2,
+            "router": self.metrics_port + 3,
         }
         return {name: f"http://{self.host}:{port}/metrics" for name, port in ports.items()}
 
@@ -105,6 +106,7 @@ class UpConfig(StrictModel):
             metrics.port_var("bridge"): str(self.metrics_port),
             metrics.port_var("topics"): str(self.metrics_port and self.metrics_port + 1),
             metrics.port_var("api"): str(self.metrics_port and self.metrics_port + 2),
+            metrics.port_var("router"): str(self.metrics_port and self.metrics_port + 3),
             # the api workers' metric files: its master empties the directory at start
             "SANDBAR_API_METRICS_DIR": str(self.run_dir / "api-metrics"),
         }
@@ -159,7 +161,7 @@ def up(config: UpConfig) -> int:
     ensure_stack_keys(config.run_dir / "curve")
     load_app(config.topics_app)  # a wrong module:attribute fails here, once, not in each service
     if config.metrics_port:
-        base = metrics.adjacent_ports(config.host, config.metrics_port, 3)
+        base = metrics.adjacent_ports(config.host, config.metrics_port, len(config.metrics_urls()))
         config = config.model_copy(update={"metrics_port": base})
     supervisor = Supervisor(build_services(config, secret), unhealthy_after=config.unhealthy_after)
 

@@ -250,8 +250,10 @@ class _Stoppable:
 class Router(_Stoppable):
     """The real Crossbar router, rendered from .crossbar/config.yaml onto free ports."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, metrics_port: int = 0) -> None:
+        """``metrics_port``: the worker serves /metrics there (0: off)."""
         self.port, self.backend_port = free_port(), free_port()
+        self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
         self.proc = Proc(
             "router",
             [
@@ -262,7 +264,9 @@ class Router(_Stoppable):
                 str(self.backend_port),
                 "--run-dir",
                 str(workdir / "router"),
-                "--log-level",
+                "--metrics-port",
+                str(metrics_port),
+                "--log-level",  # last: tests that need the router's info lines change it
                 "warn",
             ],
             base_env(),

@@ -18,8 +18,10 @@ from pathlib import Path
 import yaml
 from pydantic import Field
 
+from sandbar import metrics
 from sandbar.config import ConfigError, StrictModel, expand_env, validate_config
 from sandbar.logs import setup_logging
+from sandbar.metrics import MetricsSettings
 from sandbar.nesting import DEFAULT_MAX_DEPTH
 from sandbar.paths import ROUTER_TEMPLATE, RUN_DIR, WEB_DIR, private_dir
 from sandbar.secrets import ensure_backend_secret
@@ -53,6 +55,8 @@ class RouterConfig(StrictModel):
     #: browser origins allowed to open WebSocket sessions (wildcards allowed)
     allowed_origins: tuple[str, ...] = DEFAULT_ORIGINS
     log_level: str = "info"
+    #: the worker's /metrics (sandbar/router_metrics.py); port 0: off
+    metrics: MetricsSettings = MetricsSettings()
 
     def template_vars(self) -> dict[str, str]:
         return {
@@ -65,6 +69,8 @@ class RouterConfig(StrictModel):
             "SANDBAR_BROWSER_MAX_MESSAGE_SIZE": str(self.browser_max_message_size),
             "SANDBAR_MAX_NESTING": str(self.max_nesting),
             "SANDBAR_ALLOWED_ORIGINS": json.dumps(list(self.allowed_origins)),
+            metrics.HOST_VAR: self.metrics.host,
+            metrics.port_var("router"): str(self.metrics.port),
         }
 
 
@@ -141,7 +147,11 @@ def config_from_args(argv: list[str] | None = None) -> RouterConfig:
     ):
         # a string default goes through type=int as well: a bad value gets argparse's message
         parser.add_argument(flag, type=int, default=env.get(name, str(default)), help=f"env {name}")
-    return validate_config(RouterConfig, vars(parser.parse_args(argv)), source="sandbar-router")
+    metrics.add_arguments(parser, "router")
+    args = parser.parse_args(argv)
+    served = metrics.settings_from(args, "router")
+    fields = {k: v for k, v in vars(args).items() if not k.startswith("metrics_")}
+    return validate_config(RouterConfig, {**fields, "metrics": served}, source="sandbar-router")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import Any, cast
 
 from autobahn.twisted.wamp import ApplicationSession
 from autobahn.wamp.types import ComponentConfig
@@ -19,6 +19,12 @@ from sandbar.router_guard import (
     hide_router_details,
     limit_nesting,
     refuse_lone_surrogates,
+)
+from sandbar.router_metrics import (
+    count_serializer_resets,
+    metrics_resource,
+    metrics_settings,
+    registry_for,
 )
 
 
@@ -74,3 +80,44 @@ class RouterGuard(ApplicationSession):
             depth=self._limits.max_depth,
             recursion=sys.getrecursionlimit(),
         )
+
+
+class RouterMetrics(ApplicationSession):
+    """Serves the router's Prometheus metrics (sandbar/router_metrics.py) from this worker,
+    read from Crossbar's own counters; nothing is served when the port is 0."""
+
+    @classmethod
+    def check_config(cls, personality: Any, extra: dict[str, Any]) -> None:
+        metrics_settings(extra)
+
+    def __init__(self, config: ComponentConfig | None = None) -> None:
+        super().__init__(config)
+        self._settings = metrics_settings(dict(config.extra or {}) if config else {})
+        if self._settings.port:
+            count_serializer_resets()  # before any transport listens: no reset goes uncounted
+
+    def onJoin(self, details: Any) -> None:
+        if not self._settings.port:
+            return
+        from twisted.internet import reactor
+        from twisted.internet.error import CannotListenError
+        from twisted.web.server import Site
+
+        # this embedded session's transport is its RouterApplicationSession
+        router = cast(Any, self._transport)._router
+        site = Site(metrics_resource(registry_for(router)))
+        site.noisy = False
+        site.log = lambda request: None  # type: ignore[method-assign]  # no line per scrape
+        host, port = self._settings.host, self._settings.port
+        try:
+            cast(Any, reactor).listenTCP(port, site, interface=host)
+        except CannotListenError as exc:
+            self.log.error(
+                "router: cannot serve metrics on {host}:{port} ({why}); running without them: "
+                "choose a free port with --metrics-port or SANDBAR_ROUTER_METRICS_PORT",
+                host=host,
+                port=port,
+                why=exc.socketError,
+            )
+            return
+        self.log.info("router metrics on {url}", url=self._settings.url)

@@ -5,8 +5,10 @@ the articles still there (the named volume). With Compose v2 and Debian's 1.29."
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -21,7 +23,7 @@ from tests.support.compose import (
     engine_problem,
     trust_host_cas,
 )
-from tests.support.procs import wait_until
+from tests.support.procs import ROOT, wait_until
 from tests.support.wamp import Subscriber
 
 # Backstop only: every docker/compose command has its own timeout. A cold run (base image,
@@ -133,3 +135,58 @@ def test_stack_delivers_and_restarts_a_crashed_bridge(stack: Stack) -> None:
     assert stack.containers()["api"]["Id"] != old_api
     listed = requests.get(f"{stack.api_url}/articles", timeout=10).json()["articles"]
     assert [a["id"] for a in listed] == [second["id"], first["id"]], "the DB is on the volume"
+
+
+# -- the observability profile: Prometheus scraping every service --------------------
+
+
+@pytest.fixture
+def observed(base: str) -> Iterator[Stack]:
+    stack = Stack(compose_v2(), base, profiles="observability")
+    try:
+        stack("build", "prometheus", timeout=900)  # Debian's prometheus on the same base
+        stack.up()
+        yield stack
+    except BaseException:
+        print(stack.logs())
+        raise
+    finally:
+        stack.down()
+
+
+def _query(stack: Stack, promql: str) -> list[dict[str, Any]]:
+    response = requests.get(
+        f"http://127.0.0.1:{stack.prometheus_port}/api/v1/query",
+        params={"query": promql},
+        timeout=10,
+    )
+    response.raise_for_status()
+    return list(response.json()["data"]["result"])
+
+
+def _committed(stack: Stack) -> float:
+    result = _query(stack, "sum(sandbar_api_events_committed_total)")
+    return float(result[0]["value"][1]) if result else 0.0
+
+
+def test_prometheus_scrapes_every_service_and_counts_the_posted_events(observed: Stack) -> None:
+    stack = observed
+    assert stack.health()["prometheus"] == "healthy"
+    auth = sign_in(stack)
+    posted = 3
+    for number in range(posted):
+        post_article(stack, f"observed {number}", auth)
+    wait_until(lambda: _committed(stack) == posted, 60, "Prometheus sees the committed events")
+    up = {r["metric"]["job"]: r["value"][1] for r in _query(stack, "up")}
+    assert up == {job: "1" for job in ("bridge", "topics", "api", "router", "prometheus")}, up
+    publishes = "sum(sandbar_router_messages_received_total{type='publish'})"
+    wait_until(
+        lambda: sum(float(r["value"][1]) for r in _query(stack, publishes)) >= posted,
+        30,
+        "the router's publishes scraped",
+    )
+    # every query of the Grafana dashboard is PromQL this Prometheus accepts
+    dashboard = json.loads((ROOT / "docker" / "grafana" / "sandbar.json").read_text())
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            _query(stack, target["expr"].replace("$__rate_interval", "1m"))  # 400 if invalid

@@ -13,6 +13,7 @@ import socket
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -33,6 +34,7 @@ from tests.support.procs import (
     Api,
     Bridge,
     Proc,
+    Router,
     base_env,
     dealer,
     free_port,
@@ -69,7 +71,7 @@ def moved(before: Samples, after: Samples) -> dict[str, float]:
     changed = {}
     for key in before.keys() | after.keys():
         name, labels = key
-        if name.startswith(("process_", "python_")) or name.endswith(
+        if name.startswith(("process_", "python_", "sandbar_router_worker_")) or name.endswith(
             ("_sum", "_created", "_bucket")
         ):
             continue
@@ -236,7 +238,8 @@ def test_api_counts_across_two_workers_and_a_killed_one(metered_bridge, tmp_path
         assert value(again, "sandbar_api_requests_total", **route) == gets + more
         # what is served is documented; all of it but what needs a lost ack or a refusal
         rare = {"sandbar_api_events_resent_total", "sandbar_api_events_refused_total"}
-        assert _families(url) == _documented("sandbar_api_") - rare
+        ours = {name for name in _families(url) if name.startswith("sandbar_api_")}
+        assert ours == _documented("sandbar_api_") - rare  # browsers': see below
     finally:
         api.stop()
 
@@ -324,7 +327,7 @@ def test_the_in_process_tester_counts_as_the_service_does():
 def test_sandbar_up_serves_and_prints_the_metrics_urls(tmp_path: Path):
     """``sandbar up``'s own code (tests/support/stack.py: topics and bridge, no router)."""
     ports = {name: free_port() for name in ("router", "backend", "bridge")}
-    base = free_ports(3)  # bridge, topics, api: adjacent, all this worker's
+    base = free_ports(4)  # bridge, topics, api, router: adjacent, all this worker's
     argv = [sys.executable, "-m", "tests.support.stack", "--run-dir", str(tmp_path / "run")]
     argv += [arg for name, port in ports.items() for arg in (f"--{name}-port", str(port))]
     up = Proc("up", [*argv, "--metrics-port", str(base)], base_env(PYTHONPATH=str(ROOT)), tmp_path)
@@ -337,18 +340,23 @@ def test_sandbar_up_serves_and_prints_the_metrics_urls(tmp_path: Path):
             (name.strip("()"), url)
             for url, name in zip(line.split()[1::2], line.split()[2::2], strict=True)
         )
-        assert set(urls) == {"bridge", "topics", "api"}  # this stack runs no api (see above)
+        # this stack runs no api and no router (see above): their metrics are tested apart
+        assert set(urls) == {"bridge", "topics", "api", "router"}
         port = {name: int(url.rsplit(":", 1)[1].split("/")[0]) for name, url in urls.items()}
         assert port["topics"] == port["bridge"] + 1
         assert port["api"] == port["bridge"] + 2
-        del urls["api"]
+        assert port["router"] == port["bridge"] + 3
+        del urls["api"], urls["router"]
         wait_until(lambda: requests.get(urls["bridge"], timeout=2).ok, 20, "bridge metrics")
         wait_until(lambda: requests.get(urls["topics"], timeout=2).ok, 20, "topics metrics")
         assert value(scrape(urls["bridge"]), "sandbar_bridge_router_connected") == 0
         assert value(scrape(urls["topics"]), "sandbar_topics_leader") == 0
         served = {name for url in urls.values() for name in _families(url)}
-    # the README's Metrics table lists exactly what is served (the api's: test above)
-    assert served == _documented() - _documented("sandbar_api_")
+    # the README's Metrics table lists exactly what is served (the api's, router's: apart)
+    others = {
+        name for name in _documented() if name.startswith(("sandbar_bridge_", "sandbar_topics_"))
+    }
+    assert served == others
 
 
 def _documented(prefix: str = "sandbar_") -> set[str]:
@@ -415,3 +423,189 @@ def test_a_taken_metrics_port_is_logged_and_the_service_runs_on(caplog):
         assert metrics.serve(metrics.new_registry(), settings, "bridge") is None
     assert f"cannot serve metrics on 127.0.0.1:{port}" in caplog.text
     assert "SANDBAR_BRIDGE_METRICS_PORT" in caplog.text
+
+
+# -- router ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def metered_router(tmp_path):
+    with Router(tmp_path, metrics_port=free_port()).start() as router:
+        yield router
+
+
+def _wire(client: Client) -> Any:
+    """The client's serializer: what it counted is what the router saw from the other end."""
+    return client.session._transport._serializer
+
+
+def _router_worker(router: Router) -> psutil.Process:
+    [worker] = [
+        child
+        for child in psutil.Process(router.proc.pid).children(recursive=True)
+        if "router" in " ".join(child.cmdline()) and "worker" in " ".join(child.cmdline())
+    ]
+    return worker
+
+
+def test_router_counts_sessions_subscriptions_messages_events_and_bytes(metered_router):
+    router = metered_router
+    before = scrape(router.metrics_url)
+    assert value(before, "sandbar_router_sessions", role="backend") == 0
+    subscriber = Client(router.backend_url, authid="topics")
+    publisher = Client(router.backend_url, authid="bridge")
+    browser = Client(router.ws_url)  # anonymous; its subscribe finds no authorizer: refused
+    wires = [_wire(each) for each in (subscriber, publisher, browser)]
+    subscriber.subscribe("metered.topic")
+    publisher.publish("metered.topic", "one")
+    subscriber.wait_for(1)
+    _denied(browser, "metered.topic")
+    during = scrape(router.metrics_url)
+    sent = "sandbar_router_messages_sent_total"
+    received = "sandbar_router_messages_received_total"
+    assert moved(before, during) == {
+        "sandbar_router_sessions{role=backend}": 2,
+        "sandbar_router_sessions{role=anonymous}": 1,
+        "sandbar_router_sessions_joined_total{role=backend}": 2,
+        "sandbar_router_sessions_joined_total{role=anonymous}": 1,
+        "sandbar_router_subscriptions": 1,
+        "sandbar_router_subscribed_topics": 1,
+        f"{received}{{type=subscribe}}": 2,
+        # one by the publisher, five by the router's meta API: on_join x3, on_create, on_subscribe
+        f"{received}{{type=publish}}": 6,
+        f"{sent}{{type=subscribed}}": 1,
+        f"{sent}{{type=published}}": 1,
+        f"{sent}{{type=event}}": 1,
+        # the refused subscribe: the router calls the authorizer (sandbar.authorize) from its
+        # own session, gets an ERROR (nothing registered it) and answers the browser with one
+        f"{received}{{type=call}}": 1,
+        f"{sent}{{type=error}}": 2,
+        "sandbar_router_events_delivered_total": 1,
+        "sandbar_router_received_bytes_total": sum(w._serialized_bytes for w in wires),
+        "sandbar_router_sent_bytes_total": sum(w._unserialized_bytes for w in wires),
+    }
+    for each in (subscriber, publisher, browser):
+        each.close()
+    wait_until(
+        lambda: value(scrape(router.metrics_url), "sandbar_router_sessions", role="backend") == 0,
+        5,
+        "sessions gone",
+    )
+    after = scrape(router.metrics_url)
+    # the goodbyes counted too, once: a closed connection's bytes stay in the totals
+    assert value(after, "sandbar_router_received_bytes_total") == sum(
+        w._serialized_bytes for w in wires
+    )
+    assert value(after, "sandbar_router_sent_bytes_total") == sum(
+        w._unserialized_bytes for w in wires
+    )
+    assert value(after, "sandbar_router_subscriptions") == 0
+    assert value(after, "sandbar_router_sessions_joined_total", role="backend") == 2
+    worker = _router_worker(router)
+    rss = value(after, "sandbar_router_worker_resident_memory_bytes")
+    assert abs(rss - worker.memory_info().rss) < 0.1 * rss
+    cpu = worker.cpu_times()
+    assert 0 < value(after, "sandbar_router_worker_cpu_seconds_total") <= cpu.user + cpu.system
+    assert _families(router.metrics_url) == _documented("sandbar_router_")
+
+
+def test_the_router_renders_its_metrics_settings_and_refuses_bad_ones(tmp_path, monkeypatch):
+    from sandbar.router import config_from_args, render
+    from sandbar.router_metrics import metrics_settings
+
+    argv = ["--run-dir", str(tmp_path / "router"), "--metrics-port", "9999"]
+    rendered = yaml.safe_load((render(config_from_args(argv)) / "config.yaml").read_text())
+    [component] = [
+        each
+        for each in rendered["workers"][0]["components"]
+        if each["classname"].endswith("RouterMetrics")
+    ]
+    assert component["extra"] == {"host": "127.0.0.1", "port": 9999}
+    served = metrics_settings({**component["extra"], "cbdir": "/x"})  # Crossbar adds cbdir
+    assert served.url == "http://127.0.0.1:9999/metrics"
+    with pytest.raises(ConfigError, match="prot"):
+        metrics_settings({"prot": 9999})
+    monkeypatch.setenv("SANDBAR_ROUTER_METRICS_PORT", "x")
+    with pytest.raises(ConfigError, match="SANDBAR_ROUTER_METRICS_PORT: 'x' is not a port"):
+        config_from_args(["--run-dir", str(tmp_path / "router")])
+
+
+# -- browser event ages (POST /event-ages, summed over the API's workers) -------------
+
+AGE = "sandbar_browser_event_age_seconds"
+REPORTS = "sandbar_browser_event_age_reports_total"
+
+
+def test_event_age_reports_are_checked_clamped_limited_and_summed_over_workers(tmp_path):
+    api = Api(tmp_path, f"tcp://127.0.0.1:{free_port()}", workers=2, metrics_port=str(free_port()))
+    url = f"http://127.0.0.1:{api.proc.env['SANDBAR_API_METRICS_PORT']}/metrics"
+    with api.start():
+        now = requests.get(f"{api.url}/time", timeout=5).json()["now"]
+        assert abs(now - time.time() * 1000) < 5000
+        before = scrape(url)
+        reports = [
+            [{"topic": "articles", "age": 0.02}, {"topic": "chat.lobby", "age": 0.5}],
+            [{"topic": "articles", "age": -3}, {"topic": "not.declared", "age": 1e9}],
+        ]
+        for number, ages in enumerate(reports, 1):  # new connections: either worker
+            answer = requests.post(
+                f"{api.url}/event-ages", json={"session": number, "ages": ages}, timeout=5
+            )
+            assert answer.status_code == 202, answer.text
+        assert answer.json() == {"accepted": 2, "clamped": 2}
+        refused: dict[str, dict[str, Any]] = {
+            "ages[0].age: must be a number of seconds": {"ages": [{"topic": "a", "age": "1"}]},
+            "ages[1].topic: must be the event's topic URI": {
+                "ages": [{"topic": "a", "age": 1}, {"age": 1}]
+            },
+            "ages: at most 200 per report": {"ages": [{"topic": "a", "age": 1}] * 201},
+            "ages: must be a list": {"ages": {"topic": "a"}},
+            "session: must be the page's WAMP session id": {"session": "x", "ages": []},
+        }
+        for message, body in refused.items():
+            answer = requests.post(f"{api.url}/event-ages", json={"session": 9, **body}, timeout=5)
+            assert answer.status_code == 400, answer.text
+            assert answer.json()["error"]["message"].startswith(message)
+        with requests.Session() as one:  # one connection, one worker: its bucket of 5
+            codes = [
+                one.post(
+                    f"{api.url}/event-ages", json={"session": 77, "ages": []}, timeout=5
+                ).status_code
+                for _ in range(6)
+            ]
+        assert codes == [202] * 5 + [429]
+        chat = "chat.{channel:[a-z0-9][a-z0-9_-]{0,31}}"
+        assert moved(before, scrape(url)) == {
+            f"{AGE}_count{{topic=articles}}": 2,
+            f"{AGE}_count{{topic={chat}}}": 1,
+            f"{AGE}_count{{topic=(none)}}": 1,
+            f"{REPORTS}{{result=accepted}}": 7,
+            f"{REPORTS}{{result=malformed}}": 5,
+            f"{REPORTS}{{result=rate_limited}}": 1,
+            "sandbar_browser_event_ages_clamped_total": 2,
+            # the requests themselves
+            "sandbar_api_requests_total{method=POST,route=/event-ages,status=202}": 7,
+            "sandbar_api_requests_total{method=POST,route=/event-ages,status=400}": 5,
+            "sandbar_api_requests_total{method=POST,route=/event-ages,status=429}": 1,
+            "sandbar_api_request_seconds_count{method=POST,route=/event-ages}": 13,
+        }
+        after = scrape(url)
+        assert value(after, f"{AGE}_sum", topic="articles") == pytest.approx(0.02)  # -3 → 0
+        assert value(after, f"{AGE}_sum", topic="(none)") == 300  # clamped to the top bucket
+        assert _families(url) >= _documented("sandbar_browser_")
+
+
+def test_a_taken_router_metrics_port_is_logged_and_the_router_runs_on(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with Router(tmp_path, metrics_port=port).start() as router:
+            wait_until(
+                lambda: f"cannot serve metrics on 127.0.0.1:{port}" in router.proc.output(),
+                10,
+                "the taken port logged",
+            )
+            assert "SANDBAR_ROUTER_METRICS_PORT" in router.proc.output()
+            client = Client(router.backend_url, authid="topics")  # the router serves on
+            client.close()

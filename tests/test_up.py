@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -95,6 +96,10 @@ def test_up_runs_supervises_and_nothing_outlives_it(tmp_path):
         assert created.status_code == 201
         [event] = listener.wait_for(1, timeout=5)
         assert event.args[0] == created.json()
+        router_metrics = re.search(r"(http://\S+/metrics) \(router\)", up.output())
+        assert router_metrics, "the banner names the router's metrics"
+        served = requests.get(router_metrics.group(1), timeout=5).text
+        assert re.search(r"^sandbar_router_events_delivered_total [1-9]", served, re.M), served
 
         root = psutil.Process(up.pid)
         old_bridge = _service_pid(root, "sandbar-bridge")

@@ -10,11 +10,14 @@
  *                event of the topic exactly once, in order, across gaps and reconnects
  *                (missing ones are fetched from the API's GET /events);
  * - toOthers():  headers for a REST request whose events this session should not get;
- * - presence():  who is on a topic declared with `presence=`, kept up to date.
+ * - presence():  who is on a topic declared with `presence=`, kept up to date;
+ * - EventAges:   how old each event was when this page got it (commit → browser), shown
+ *                to the page and reported in batches to the API's histogram.
  *
  * Event handlers get (payload, meta, details): payload is args[0], meta the envelope
  * fields Sandbar puts in kwargs ({id, name, ts}, and {seq, epoch} for events from the
- * API's outbox), plus, with recovery, `sequenced` and `recovered` (see Recovery).
+ * API's outbox), plus, with recovery, `sequenced` and `recovered` (see Recovery), and
+ * with EventAges, `age` (seconds from commit to arrival here).
  * `meta.trace` is the W3C traceparent of the request that made the event (live and
  * recovered alike): pass it on (a `traceparent` header, a span link) to join its trace.
  */
@@ -103,14 +106,22 @@ function firstArg(err) {
 /**
  * Subscribe to `uri`; a refusal rejects with a Refusal naming the reason. With
  * `options.recover` (a Recovery) the handler gets the topic's events once each, in
- * order, with missed ones fetched; the other options go to session.subscribe.
+ * order, with missed ones fetched; with `options.ages` (an EventAges) each live event's
+ * age is measured on arrival; the other options go to session.subscribe.
  */
 export async function subscribe(session, uri, handler, options = {}) {
-  const { recover, ...wampOptions } = options || {};
+  const { recover, ages, ...wampOptions } = options || {};
   const stream = recover ? recover.stream(uri, handler, session) : null;
-  const onEvent = stream
+  const deliver = stream
     ? (args, kwargs, details) => stream.live((args || [])[0], kwargs || {}, details)
     : (args, kwargs, details) => handler((args || [])[0], kwargs || {}, details);
+  // measured on arrival, before the handler (or a gap's catch-up) can delay it
+  const onEvent = ages
+    ? (args, kwargs, details) => {
+        ages.arrived((details && details.topic) || uri, kwargs, session);
+        return deliver(args, kwargs, details);
+      }
+    : deliver;
   try {
     const subscription = await session.subscribe(uri, onEvent, wampOptions);
     if (stream) stream.resume(); // a topic seen before: fetch what was missed while away
@@ -418,5 +429,100 @@ class Stream {
       console.error("onReload failed", err);
     }
     return true;
+  }
+}
+
+// -- event ages -------------------------------------------------------------------------
+
+/**
+ * How old each live event is when this page gets it: the API's clock stamps `meta.ts` at
+ * commit, so the page learns its offset from that clock (`sync()`, GET /time: the reply
+ * with the shortest round trip of a few, taken at its midpoint) and measures
+ * `now + offset - ts`. Ages are kept for the page (`quantile(0.5)`, `last`) and sent in
+ * batches to the API (POST /event-ages, every `interval` ms, at most `maxBatch` at once),
+ * which adds them to `sandbar_browser_event_age_seconds`. Make one per page; call
+ * `sync()` on every (re)connect and pass it to subscribe() as `{ages}`.
+ */
+export class EventAges {
+  constructor({ apiUrl, interval = 5000, maxBatch = 200, keep = 1000, onAge = () => {}, headers = () => ({}) }) {
+    this.apiUrl = String(apiUrl).replace(/\/$/, "");
+    this.interval = interval;
+    this.maxBatch = maxBatch;
+    this.keep = keep;
+    this.onAge = onAge;
+    this.headers = headers;
+    this.offset = null; // ms to add to Date.now() for the API's clock; null until synced
+    this.recent = []; // the last `keep` ages, in seconds
+    this.pending = [];
+    this.session = null;
+    this.sent = 0; // ages the API accepted
+    this.timer = null;
+    this.sending = null;
+    globalThis.addEventListener?.("pagehide", () => this.flush({ keepalive: true }));
+  }
+
+  /** Learn the offset to the API's clock (best of `samples` round trips). */
+  async sync(samples = 3) {
+    let best = null;
+    for (let i = 0; i < samples; i++) {
+      const sent = Date.now();
+      const response = await fetch(`${this.apiUrl}/time`, { cache: "no-store" });
+      const { now } = await response.json();
+      const received = Date.now();
+      if (!best || received - sent < best.rtt) best = { rtt: received - sent, offset: now - (sent + received) / 2 };
+    }
+    this.offset = best.offset;
+    return best;
+  }
+
+  /** One live event arrived on `topic` (caught-up ones are not deliveries: not counted). */
+  arrived(topic, meta, session) {
+    if (this.offset === null || !meta || typeof meta.ts !== "number") return;
+    const age = (Date.now() + this.offset - meta.ts) / 1000;
+    meta.age = age; // the handler sees it too (meta is this event's own kwargs)
+    this.session = session;
+    this.recent.push(age);
+    if (this.recent.length > this.keep) this.recent.shift();
+    this.pending.push({ topic, age });
+    if (this.pending.length > this.maxBatch * 5) this.pending.splice(0, this.pending.length - this.maxBatch * 5);
+    if (!this.timer) this.timer = setTimeout(() => this.flush(), this.interval);
+    try {
+      this.onAge(age, topic, meta);
+    } catch (err) {
+      console.error("onAge failed", err);
+    }
+  }
+
+  /** The q-quantile (0..1) of this page's recent ages in seconds, or null. */
+  quantile(q) {
+    if (!this.recent.length) return null;
+    const sorted = [...this.recent].sort((a, b) => a - b);
+    return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+  }
+
+  /** Send what is pending (one batch now; the rest on the next tick). */
+  async flush({ keepalive = false } = {}) {
+    clearTimeout(this.timer);
+    this.timer = null;
+    if (this.sending || !this.pending.length || !this.session) return this.sending;
+    const batch = this.pending.splice(0, this.maxBatch);
+    const body = JSON.stringify({ session: this.session.id, ages: batch });
+    this.sending = fetch(`${this.apiUrl}/event-ages`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", ...this.headers() },
+      body,
+      keepalive,
+    })
+      .then(async (response) => {
+        if (response.ok) this.sent += batch.length;
+        else if (response.status === 429) this.pending.unshift(...batch); // later
+        else console.warn("event ages refused", response.status, await response.text());
+      })
+      .catch(() => this.pending.unshift(...batch)) // the API is away: keep them for later
+      .finally(() => {
+        this.sending = null;
+        if (this.pending.length && !this.timer) this.timer = setTimeout(() => this.flush(), this.interval);
+      });
+    return this.sending;
   }
 }

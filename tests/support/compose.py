@@ -32,6 +32,7 @@ TEST_IMAGE = "sandbar-test:local"  # not sandbar:local, so a developer's own ima
 PROJECT_PREFIX = "sandbartest"
 SERVICES = ("router", "topics", "bridge", "api", "db")
 DB_IMAGE = "sandbar-test-db:local"
+PROMETHEUS_IMAGE = "sandbar-test-prometheus:local"
 # An empty env file keeps a developer's .env out of the test (Compose 1.29 refuses /dev/null).
 EMPTY_ENV_FILE = Path(tempfile.mkdtemp(prefix="sandbar-compose-")) / "empty.env"
 EMPTY_ENV_FILE.touch()
@@ -147,6 +148,9 @@ class Stack:
     router_port: int = field(default_factory=free_port)
     api_port: int = field(default_factory=free_port)
     bridge_port: int = field(default_factory=free_port)
+    prometheus_port: int = field(default_factory=free_port)
+    #: compose profiles to turn on (COMPOSE_PROFILES), e.g. "observability"
+    profiles: str = ""
 
     @property
     def ws_url(self) -> str:
@@ -172,7 +176,12 @@ class Stack:
             SANDBAR_BRIDGE_PORT=str(self.bridge_port),
             SANDBAR_API_WORKERS="2",
             SANDBAR_HEALTH_INTERVAL="2s",
+            SANDBAR_PROMETHEUS_IMAGE=PROMETHEUS_IMAGE,
+            SANDBAR_PROMETHEUS_PORT=str(self.prometheus_port),
         )
+        env.pop("COMPOSE_PROFILES", None)
+        if self.profiles:
+            env["COMPOSE_PROFILES"] = self.profiles
         return env
 
     def __call__(self, *args: str, timeout: float = 120) -> str:

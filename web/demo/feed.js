@@ -3,7 +3,7 @@
  * as it is pushed. The form POSTs to the API (cross-origin: the API allows this origin).
  */
 
-import { Recovery, subscribe, toOthers } from "../sandbar.js";
+import { EventAges, Recovery, subscribe, toOthers } from "../sandbar.js";
 import { clockTime, el } from "./ui.js";
 
 const RECENT = 20;
@@ -25,6 +25,9 @@ export class Feed {
       headers: () => account.headers(),
       onReload: () => this.loadRecent(),
     });
+    // how old each live article event is on arrival, and this page's p50/p99 (sent to the API)
+    this.ages = new EventAges({ apiUrl, onAge: () => this.showAges() });
+    this.agesLine = root.querySelector("#feed-ages");
     root.querySelector("#api-url").textContent = apiUrl;
     this.form.addEventListener("submit", (event) => {
       event.preventDefault();
@@ -39,8 +42,10 @@ export class Feed {
    */
   async attach(session) {
     this.session = session;
+    await this.ages.sync().catch(() => {}); // the API away: no ages until the next connect
     await subscribe(session, "articles", (article, meta) => this.show(article, meta), {
       recover: this.recovery,
+      ages: this.ages,
     });
     this.setStatus("live", "Live: new articles appear here the moment they are created.");
     const seen = this.recovery.streams.get("articles");
@@ -57,6 +62,13 @@ export class Feed {
       // Live all the same: only the history is missing.
       this.setStatus("warn", `Live, but earlier articles could not be loaded from ${this.apiUrl}: ${err.message}`);
     }
+  }
+
+  showAges() {
+    const ms = (seconds) => `${Math.round(seconds * 1000)} ms`;
+    const { recent } = this.ages;
+    this.agesLine.textContent = `event age p50 ${ms(this.ages.quantile(0.5))} · p99 ${ms(this.ages.quantile(0.99))} (${recent.length} events)`;
+    this.agesLine.dataset.count = String(recent.length);
   }
 
   setStatus(kind, text) {
@@ -76,6 +88,9 @@ export class Feed {
         {},
         el("h3.article-title", {}, article.title),
         meta ? el("span.badge.badge-live", { title: `event ${meta.id}` }, meta.recovered ? "caught up" : "live") : null,
+        meta && typeof meta.age === "number"
+          ? el("span.badge.badge-age", { title: "commit → this page", dataset: { age: String(meta.age) } }, `${Math.round(meta.age * 1000)} ms`)
+          : null,
       ),
       el("p.article-body", {}, article.body),
       el("div.article-meta", {}, `#${article.id} · ${clockTime(when)}`),
