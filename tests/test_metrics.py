@@ -27,6 +27,7 @@ from bridge.envelope import Ack
 from sandbar import metrics
 from sandbar.config import ConfigError
 from sandbar.metrics import MetricsSettings
+from tests.support.events import article
 from tests.support.procs import (
     ROOT,
     SHIPPED_BRIDGE_CONFIG,
@@ -94,7 +95,7 @@ def _send_acknowledged(sock: zmq.Socket[bytes], event_id: str, age_ms: int) -> N
         "id": event_id,
         "name": "article.created",
         "ts": time.time_ns() // 1_000_000 - age_ms,
-        "payload": {"id": 1, "title": "metered"},
+        "payload": article("metered"),
         "ack": True,
     }
     sock.send(json.dumps(sent).encode())
