@@ -22,6 +22,7 @@ from api.signals import article_created, auth_revoked, user_notified
 from bridge.client import EventSender
 from bridge.config import load_routes
 from bridge.schemas import load_event_schemas
+from sandbar.asyncapi import generate
 from sandbar.config import ConfigError
 from sandbar.imports import load_object
 from sandbar.schemas import EventSchemas
@@ -50,6 +51,13 @@ def create_app(config: ApiConfig | None = None, *, sender: EventSender | None = 
     register_error_handlers(app)
     allow_origins(app, config.cors_origins)
     app.register_blueprint(articles.bp)
+
+    @app.get("/asyncapi.json")
+    def asyncapi() -> dict[str, Any]:
+        """The AsyncAPI 3.0 document (sandbar/asyncapi.py), made once per worker."""
+        if "sandbar_asyncapi" not in app.extensions:
+            app.extensions["sandbar_asyncapi"] = generate(config.routes_config, config.topics_app)
+        return dict(app.extensions["sandbar_asyncapi"])
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
