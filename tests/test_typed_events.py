@@ -5,19 +5,35 @@ any other sender (nack, counted by reason and event); good events still flow."""
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
 import requests
+import yaml
 import zmq
 from pydantic import BaseModel
 from sqlalchemy import create_engine, text
 
+from api.app import create_app
+from api.config import ApiConfig
 from bridge.envelope import Ack
+from sandbar.config import ConfigError
 from sandbar.events import Namespace
 from sandbar.schemas import EventSchemas, PayloadMismatch, SchemaError
 from tests.support.events import article
-from tests.support.procs import ROOT, Api, Bridge, dealer, free_port, wait_until
+from tests.support.procs import (
+    BIN,
+    ROOT,
+    SHIPPED_BRIDGE_CONFIG,
+    TOKEN_SECRET,
+    Api,
+    Bridge,
+    base_env,
+    dealer,
+    free_port,
+    wait_until,
+)
 from tests.test_metrics import scrape, value
 from topics.registry import TopicRouter
 from topics.testing import Refused, TopicTester
@@ -91,6 +107,42 @@ def test_topic_code_sending_a_misfit_is_an_internal_error():
     with TopicTester(topics) as tester, pytest.raises(Refused) as refused:
         tester.client().call("echo", "hi")
     assert refused.value.error == "sandbar.error.internal"
+
+
+def _shipped_without(tmp_path: Path, **changes: object) -> Path:
+    config = {**yaml.safe_load(SHIPPED_BRIDGE_CONFIG.read_text()), **changes}
+    config = {k: v for k, v in config.items() if v is not None}
+    path = tmp_path / "bridge.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_the_api_refuses_to_start_when_the_bridge_would_not_check_its_schemas(tmp_path):
+    config = ApiConfig(
+        database_url=f"sqlite:///{tmp_path / 'api.db'}",
+        routes_config=_shipped_without(tmp_path, schemas=None),
+        delivery="fire_and_forget",
+        token_secret=TOKEN_SECRET,
+    )
+    with pytest.raises(ConfigError) as refused:
+        create_app(config)
+    assert "event 'article.created' has a payload schema" in str(refused.value)
+    assert "e.g. 'schemas: [api.signals:events]'" in str(refused.value)
+
+
+def test_the_bridge_refuses_a_schemas_entry_that_is_no_namespace(tmp_path):
+    path = _shipped_without(tmp_path, schemas=["api.signals:Article"])
+    result = subprocess.run(
+        [str(BIN / "sandbar-bridge"), "--check", str(path)],
+        env=base_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "schemas: 'api.signals:Article' is a ModelMetaclass, not a sandbar.events.Namespace" in (
+        result.stderr
+    )
 
 
 # -- the REST path ------------------------------------------------------------------
