@@ -4,7 +4,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 # The demo page's browser packages: npm installs them, `make` copies them into web/vendor/
-# (git-ignored) where the router serves them.
+# (git-ignored) where the router serves them. npm also installs @asyncapi/specs, the official
+# AsyncAPI JSON Schemas tests/test_asyncapi.py validates the generated document against.
 NPM_STAMP := node_modules/.package-lock.json
 VENDOR    := web/vendor/autobahn.min.js
 # The browser tests drive Debian's Chromium; installed when missing (root, or through sudo).

@@ -21,8 +21,11 @@ from api.push import Push
 from api.signals import article_created, auth_revoked, user_notified
 from bridge.client import EventSender
 from bridge.config import load_routes
+from bridge.schemas import load_event_schemas
+from sandbar.asyncapi import generate
 from sandbar.config import ConfigError
 from sandbar.imports import load_object
+from sandbar.schemas import EventSchemas
 from topics.registry import load_app
 
 DEFAULT_FACTORY = "api.app:create_app"
@@ -49,6 +52,13 @@ def create_app(config: ApiConfig | None = None, *, sender: EventSender | None = 
     register_error_handlers(app)
     allow_origins(app, config.cors_origins)
     app.register_blueprint(articles.bp)
+
+    @app.get("/asyncapi.json")
+    def asyncapi() -> dict[str, Any]:
+        """The AsyncAPI 3.0 document (sandbar/asyncapi.py), made once per worker."""
+        if "sandbar_asyncapi" not in app.extensions:
+            app.extensions["sandbar_asyncapi"] = generate(config.routes_config, config.topics_app)
+        return dict(app.extensions["sandbar_asyncapi"])
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
@@ -86,13 +96,34 @@ def check_routes(app: Flask) -> None:
     ``sandbar-api`` runs it again on the app your factory returns."""
     config: ApiConfig = app.config["SANDBAR"]
     routes = load_routes(config.routes_config)
-    for name in app.extensions["sandbar_push"].forwarded:
+    push: Push = app.extensions["sandbar_push"]
+    for name in push.forwarded:
         if name not in routes:
             raise ConfigError(
                 f"event '{name}' is forwarded (push.forward) but {config.routes_config} has no "
                 f"route for it: add 'routes: {{{name}: {{topic: <topic URI>}}}}' there "
                 "(see README, Bridge configuration)"
             )
+    check_schemas(push, load_event_schemas(config.routes_config, config.topics_app), config)
+
+
+def check_schemas(push: Push, bridge: EventSchemas, config: ApiConfig) -> None:
+    """The bridge must check the schemas the API checks, so that another sender's misfit is
+    refused too; a forwarded event whose schema only a topic declares is checked here too."""
+    for name, schema in push.schemas:
+        known = bridge.get(name)
+        if known is None or known.json_schema != schema.json_schema:
+            problem = "does not know it" if known is None else "knows another one"
+            raise ConfigError(
+                f"event '{name}' has a payload schema (its signal's schema=) but the bridge "
+                f"{problem}: list the signal's Namespace under 'schemas' in "
+                f"{config.routes_config}, e.g. 'schemas: [api.signals:events]' "
+                "(see README, Typed events and AsyncAPI)"
+            )
+    for name in push.forwarded:
+        only_bridge = bridge.get(name)
+        if only_bridge is not None and name not in push.schemas:
+            push.schemas.declare(name, only_bridge)
 
 
 def _secret(value: SecretStr | None) -> str | None:

@@ -11,6 +11,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from api.writers import WriteTimeout
+from sandbar.schemas import PayloadMismatch
 
 #: the largest integer the databases store (BIGINT): no id or seq is larger
 MAX_INTEGER = 2**63 - 1
@@ -124,7 +125,25 @@ def _database_unavailable(exc: Exception) -> tuple[Response, int, dict[str, str]
     return jsonify(body), 503, {"Retry-After": "2"}
 
 
+def _event_mismatch(exc: PayloadMismatch) -> tuple[Response, int]:
+    """An endpoint emitted an event its schema refuses: a server bug. Nothing was
+    committed (the emit raised inside the transaction) and nothing was sent."""
+    current_app.logger.error(
+        "%s %s: event refused, nothing committed: %s", request.method, request.path, exc
+    )
+    current_app.extensions["sandbar_metrics"].schema_refused.labels(exc.event).inc()
+    body = {
+        "error": {
+            "code": "internal_error",
+            "message": f"internal error: event '{exc.event}' does not fit its schema (logged); "
+            "nothing was saved",
+        }
+    }
+    return jsonify(body), 500
+
+
 def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(PayloadMismatch, _event_mismatch)
     app.register_error_handler(ApiError, _api_error)
     app.register_error_handler(HTTPException, _http_error)
     for unavailable in (OperationalError, PoolTimeout, WriteTimeout):

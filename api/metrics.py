@@ -91,6 +91,12 @@ class ApiMetrics:
         self.refused = Counter(
             P + "events_refused", "Events the bridge refused for good", events, registry=r
         )
+        self.schema_refused = Counter(
+            P + "events_schema_refused",
+            "Events refused before commit: their payload did not fit the event's schema",
+            events,
+            registry=r,
+        )
         self.catch_up_requests = Counter(
             P + "catch_up_requests", "GET /events by status", ["status"], registry=r
         )

@@ -35,6 +35,8 @@ from api.outbox import Outbox
 from bridge.client import EventSender, SendError
 from bridge.envelope import Envelope
 from sandbar import tracing
+from sandbar.events import schema_of
+from sandbar.schemas import EventSchemas
 
 log = logging.getLogger("sandbar.api.push")
 
@@ -72,6 +74,8 @@ class Push:
         self.sender = sender
         self.outbox = outbox
         self.forwarded: dict[str, PayloadFactory] = {}
+        #: the forwarded signals' payload schemas: a misfit is refused before commit
+        self.schemas = EventSchemas()
         self._receivers: list[Callable[..., None]] = []  # blinker holds receivers weakly
         if app is not None:
             self.init_app(app, engine, sender=sender, outbox=outbox)
@@ -99,6 +103,9 @@ class Push:
         if self.app is None:
             raise RuntimeError("call Push.init_app(app) before forward()")
         make_payload = payload or _kwargs_as_payload
+        schema = schema_of(signal)
+        if schema is not None:
+            self.schemas.declare(signal.name, schema)
 
         def receiver(_sender: Any, **kwargs: Any) -> None:
             self.emit(signal.name, make_payload(**kwargs))
@@ -126,7 +133,10 @@ class Push:
 
     def emit(self, name: str, payload: dict[str, Any]) -> None:
         """Record (reliable) or queue for after commit (fire-and-forget) one event; a
-        request naming its browser session (toOthers) leaves that session out."""
+        request naming its browser session (toOthers) leaves that session out. A payload
+        that does not fit the event's schema raises PayloadMismatch: the transaction
+        rolls back and the request fails (api/errors.py answers 500 and logs it)."""
+        self.schemas.check(name, payload)
         others = sender_session()
         if self.outbox is not None:
             self.outbox.emit(name, payload, others)

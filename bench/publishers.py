@@ -69,6 +69,11 @@ class Limit:
             await asyncio.wait_for(asyncio.shield(self.gone), 5)  # its onLeave runs to the end
 
 
+def _article(title: str) -> dict[str, object]:
+    """An ``article.created`` that fits its schema (api/signals.py), which the bridge checks."""
+    return {"id": 1, "title": title, "body": "b", "created_at": "2026-12-01T12:00:00Z"}
+
+
 class Bridge:
     """The kit's EventSender (ZeroMQ, fire-and-forget) into the running bridge."""
 
@@ -84,7 +89,7 @@ class Bridge:
     async def send(self, key: str) -> None:
         while True:
             try:
-                self.sender.send("article.created", {"title": key})
+                self.sender.send("article.created", _article(key))
                 return
             except SendError:  # the queue to the bridge is full: back off like a caller would
                 await asyncio.sleep(0.001)

@@ -166,6 +166,9 @@ class RoutesConfig(StrictModel):
     """The ``routes`` section: event name → topic. The API reads it too, to number events."""
 
     routes: dict[str, RouteSettings] = Field(min_length=1)
+    #: where events' payload schemas are declared (``module:attribute`` of a
+    #: sandbar.events.Namespace); the bridge checks every frame against them
+    schemas: tuple[str, ...] = ()
 
     @field_validator("routes")
     @classmethod
@@ -188,13 +191,23 @@ class BridgeConfig(RoutesConfig):
 
 def load_routes(path: str | Path = DEFAULT_PATH) -> RouteTable:
     """The route table of a bridge YAML, ignoring (and not requiring) its other sections."""
+    return load_routes_config(path).route_table()
+
+
+def load_routes_config(path: str | Path = DEFAULT_PATH) -> RoutesConfig:
+    """The ``routes`` and ``schemas`` sections of a bridge YAML (what the API reads too)."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path}: cannot read the bridge routes ({exc})") from None
-    routes = expand_env_values({"routes": data.get("routes")}, source=str(path))
-    return validate_config(RoutesConfig, routes, source=str(path)).route_table()
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+    sections = {"routes": data.get("routes")}
+    if "schemas" in data:
+        sections["schemas"] = data["schemas"]
+    routes = expand_env_values(sections, source=str(path))
+    return validate_config(RoutesConfig, routes, source=str(path))
 
 
 def load_config(

@@ -61,6 +61,15 @@ class StatsCollector(Collector):
         for reason, count in sorted(malformed.items()):
             family.add_metric([reason], count)
         yield family
+        refused = CounterMetricFamily(
+            P + "events_schema_refused",
+            "Frames refused because the payload did not fit the event's schema, by event "
+            "(also in frames_malformed, reason schema_mismatch)",
+            labels=["event"],
+        )
+        for event, count in sorted(stats["schema_refused"].items()):
+            refused.add_metric([event], count)
+        yield refused
         for key, (name, text) in COUNTERS.items():
             yield CounterMetricFamily(P + name, text, value=stats[key])
         yield CounterMetricFamily(

@@ -34,10 +34,12 @@ from bridge.envelope import Ack, Envelope, MalformedFrame, reply_address
 from bridge.metrics import BridgeMetrics
 from bridge.others import leave_out
 from bridge.routes import Publication
+from bridge.schemas import load_event_schemas
 from bridge.sequencer import Sequencer
 from sandbar import metrics, tracing
 from sandbar.config import ConfigError
 from sandbar.logs import setup_logging
+from sandbar.schemas import EventSchemas, PayloadMismatch
 from sandbar.secrets import ensure_backend_secret
 from sandbar.service import run_until_signalled
 from sandbar.wamp import ApplicationSession, stay_connected
@@ -144,6 +146,7 @@ class BridgeStats:
     intake_paused: int = 0
     malformed: Counter[str] = field(default_factory=Counter)
     others_ignored: Counter[str] = field(default_factory=Counter)  # toOthers claims refused
+    schema_refused: Counter[str] = field(default_factory=Counter)  # by event name
 
     def as_dict(self, *, buffered: int, in_flight: int, connected: bool) -> dict[str, Any]:
         return {
@@ -156,6 +159,7 @@ class BridgeStats:
             "malformed": dict(self.malformed),
             "malformed_total": sum(self.malformed.values()),
             "others_ignored": dict(self.others_ignored),
+            "schema_refused": dict(self.schema_refused),
             "buffered": buffered,
             "in_flight": in_flight,
             "connected": connected,
@@ -163,9 +167,11 @@ class BridgeStats:
 
 
 class Bridge:
-    def __init__(self, config: BridgeConfig) -> None:
+    def __init__(self, config: BridgeConfig, schemas: EventSchemas | None = None) -> None:
         self.config = config
         self.routes = config.route_table()
+        #: payload schemas every frame is checked against (bridge/schemas.py)
+        self.schemas = schemas or EventSchemas()
         self._secret = config.router.ticket.get_secret_value()  # checks toOthers proofs
         self.stats = BridgeStats()
         self._queue: deque[Publication] = deque()
@@ -191,6 +197,7 @@ class Bridge:
         try:
             envelope = Envelope.from_bytes(frame, self.config.zmq.max_frame_bytes)
             publication = self.routes.resolve(envelope)
+            self._check_schema(envelope)
         except MalformedFrame as exc:
             self.stats.malformed[exc.reason] += 1
             log.warning("dropped malformed frame (%s): %s", exc.reason, exc.detail)
@@ -213,6 +220,15 @@ class Bridge:
         topic = publication.topic
         if self.sequencer.needs_baseline(topic) and topic not in self._baselines:
             self._baselines[topic] = asyncio.ensure_future(self._learn_baseline(topic))
+
+    def _check_schema(self, envelope: Envelope) -> None:
+        """A payload its event's schema refuses is malformed (``schema_mismatch``), and
+        counted by event name too: a sender's bug, never published."""
+        try:
+            self.schemas.check(envelope.name, envelope.payload)
+        except PayloadMismatch as exc:
+            self.stats.schema_refused[envelope.name] += 1
+            raise MalformedFrame("schema_mismatch", str(exc)) from None
 
     async def _learn_baseline(self, topic: str) -> None:
         """Where ``topic`` stands at the router: the seq of its retained (last) event."""
@@ -536,10 +552,10 @@ class Bridge:
             await asyncio.sleep(0.01)
 
 
-def run(config: BridgeConfig) -> None:
+def run(config: BridgeConfig, schemas: EventSchemas | None = None) -> None:
     """Run the bridge until SIGTERM/SIGINT."""
     tracing.setup("bridge")
-    bridge = Bridge(config)
+    bridge = Bridge(config, schemas)
     run_until_signalled(bridge.run)
 
 
@@ -577,17 +593,19 @@ def main(argv: list[str] | None = None) -> None:
             served = metrics.settings_from(args, "bridge", config.metrics)
             config = config.model_copy(update={"metrics": served})
         check_routes(config, args.topics_app, str(args.config))
+        schemas = load_event_schemas(args.config, args.topics_app)
     except ConfigError as exc:
         print(f"sandbar-bridge: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
     if args.check:
         skipped = f"; not set, so not checked: {', '.join(unset)}" if unset else ""
         print(
-            f"{args.config}: OK ({len(config.routes)} routes, topics app {args.topics_app}{skipped})"
+            f"{args.config}: OK ({len(config.routes)} routes, topics app {args.topics_app}, "
+            f"{len(schemas)} event schemas{skipped})"
         )
         return
     try:
-        run(config)
+        run(config, schemas)
     except ConfigError as exc:
         print(f"sandbar-bridge: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

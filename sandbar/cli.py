@@ -214,6 +214,21 @@ def health(service: str, url: str | None) -> int:
     return 0 if ok else 1
 
 
+def write_asyncapi(args: argparse.Namespace) -> int:
+    from sandbar.asyncapi import generate
+
+    document = generate(args.bridge_config, args.topics_app, router=args.router)
+    text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        args.output.write_text(text, encoding="utf-8")
+        print(
+            f"{args.output}: AsyncAPI {document['asyncapi']}, {len(document['channels'])} channels"
+        )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="sandbar", description="Sandbar command line")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -255,6 +270,17 @@ def main(argv: list[str] | None = None) -> None:
     routes_parser.add_argument("--bridge-config", type=Path, default=defaults.bridge_config)
     topics_parser = commands.add_parser("topics", help="list the declared topics and their hooks")
     topics_parser.add_argument("--topics-app", default=defaults.topics_app)
+    asyncapi_parser = commands.add_parser(
+        "asyncapi", help="write the AsyncAPI 3.0 document of the topics, routes and schemas"
+    )
+    asyncapi_parser.add_argument("--bridge-config", type=Path, default=defaults.bridge_config)
+    asyncapi_parser.add_argument("--topics-app", default=defaults.topics_app)
+    asyncapi_parser.add_argument(
+        "--router", default="127.0.0.1:8080", help="the router's host:port browsers use"
+    )
+    asyncapi_parser.add_argument(
+        "-o", "--output", type=Path, help="write it to this file (default: standard output)"
+    )
     health_parser = commands.add_parser(
         "health", help="exit 0 if a service is ready (for container healthchecks)"
     )
@@ -276,6 +302,8 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(0)
         if args.command == "health":
             raise SystemExit(health(args.service, args.url))
+        if args.command == "asyncapi":
+            raise SystemExit(write_asyncapi(args))
         if args.command in ("routes", "topics"):
             from sandbar import listing
 

@@ -16,6 +16,7 @@ from bridge import EventSender, SendError
 from bridge.config import load_config
 from bridge.envelope import Ack
 from bridge.server import Bridge as BridgeService
+from tests.support.events import article
 from tests.support.procs import (
     BIN,
     SECRET,
@@ -57,7 +58,7 @@ def test_each_kind_of_malformed_frame_is_logged_counted_and_survived(bridge, sub
     sock = _raw_push(bridge.endpoint)
     for frame in BAD_FRAMES.values():
         sock.send(frame)
-    EventSender(bridge.endpoint).send("article.created", {"id": 1, "title": "still here"})
+    EventSender(bridge.endpoint).send("article.created", article("still here"))
 
     [event] = subscriber.wait_for(1, timeout=5)
     assert event.args[0]["title"] == "still here"
@@ -103,8 +104,8 @@ def test_to_authids_route_reaches_only_that_user(bridge, router, subscribe):
     addressed = subscribe("user.topics", url=router.backend_url, authid="topics")
     bystander = subscribe("user.topics", url=router.backend_url, authid="bridge")
     sender = EventSender(bridge.endpoint)
-    sender.send("user.notified", {"user": "topics", "text": "for you"})
-    sender.send("user.notified", {"user": "somebody-else", "text": "not for you"})
+    sender.send("user.notified", {"user": "topics", "text": "for you", "from": "cron"})
+    sender.send("user.notified", {"user": "somebody-else", "text": "not for you", "from": "cron"})
     sender.send("user.notified", {"text": "no user field"})  # malformed: the route needs it
 
     [event] = addressed.wait_for(1, timeout=5)
@@ -144,7 +145,7 @@ def test_acks_go_to_the_socket_named_in_reply_to(bridge, subscribe):
     relay.setsockopt(zmq.RCVTIMEO, 5000)
     sender = _raw_push(bridge.endpoint)
     sender.setsockopt(zmq.RCVTIMEO, 1000)
-    event = {"id": "r1", "name": "article.created", "payload": {"title": "t"}, "ack": True}
+    event = {"id": "r1", "name": "article.created", "payload": article("t"), "ack": True}
     wait_until(lambda: relay.poll(10, zmq.POLLOUT), 5, "relay connected")
     sender.send(json.dumps({**event, "reply_to": "outbox-relay-test"}).encode())
     sender.send(
@@ -154,7 +155,7 @@ def test_acks_go_to_the_socket_named_in_reply_to(bridge, subscribe):
     assert answers == {"r1", "r2"}  # the published one and the refused one
     with pytest.raises(zmq.Again):
         sender.recv()  # nothing went back to the sending socket
-    assert subscriber.wait_for(1, timeout=5)[0].args[0] == {"title": "t"}
+    assert subscriber.wait_for(1, timeout=5)[0].args[0] == article("t")
     relay.close()
     sender.close()
 
@@ -164,8 +165,8 @@ def test_a_multipart_message_is_counted_not_fatal(bridge, subscribe):
     sock = _raw_push(bridge.endpoint)
     sock.send_multipart([b'{"name": "article.created"}', b"second part"])
     wait_until(lambda: bridge.stats()["malformed"].get("multipart") == 1, 5, "counted")
-    EventSender(bridge.endpoint).send("article.created", {"title": "after"})
-    assert subscriber.wait_for(1, timeout=5)[0].args[0] == {"title": "after"}
+    EventSender(bridge.endpoint).send("article.created", article("after"))
+    assert subscriber.wait_for(1, timeout=5)[0].args[0] == article("after")
     sock.close()
 
 
@@ -188,11 +189,15 @@ def test_a_deeply_nested_frame_is_refused_and_the_intake_lives_on(bridge, router
     for depth in (3000, 100_000):
         sock.send(b"[" * depth + b"]" * depth)
     # shallow nesting, and brackets inside strings, are fine
-    sock.send(json.dumps({"name": "article.created", "payload": {"x": [[[[[]]]]]}}).encode())
+    sock.send(
+        json.dumps(
+            {"name": "chat.announcement", "payload": {"channel": "lobby", "text": "[[[[[]]]]]"}}
+        ).encode()
+    )
     wait_until(lambda: bridge.stats()["malformed"].get("too_deep") == 2, 5, "both counted")
-    EventSender(bridge.endpoint).send("article.created", {"title": "[" * 3000 + "{" * 3000})
-    events = subscriber.wait_for(2, timeout=5)
-    assert [e.args[0] for e in events][-1] == {"title": "[" * 3000 + "{" * 3000}
+    EventSender(bridge.endpoint).send("article.created", article("[" * 3000 + "{" * 3000))
+    events = subscriber.wait_for(1, timeout=5)
+    assert [e.args[0] for e in events][-1] == article("[" * 3000 + "{" * 3000)
     assert bridge.stats()["intake_running"] is True
     assert "dropped malformed frame (too_deep)" in bridge.proc.output()
     assert _health(router.backend_url).returncode == 0

@@ -22,6 +22,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page
 
 from bridge import EventSender
+from tests.support.events import article
 from tests.support.procs import BIN, Bridge, Router, Topics, base_env, wait_until
 from tests.support.raw_websocket import HandshakeRefused, RawWebSocket
 from tests.support.wamp import Subscriber
@@ -77,7 +78,7 @@ def _worst_latency(bridge: Bridge, watcher: Subscriber, attacking: Callable[[], 
     while attacking() or time.monotonic() - started < 2:
         sent += 1
         began = time.monotonic()
-        sender.send("article.created", {"title": f"during the attack {sent}"})
+        sender.send("article.created", article(f"during the attack {sent}"))
         _arrives(watcher, f"during the attack {sent}", LATENCY_BOUND, f"event {sent} in time")
         worst = max(worst, time.monotonic() - began)
         time.sleep(0.05)
@@ -86,7 +87,7 @@ def _worst_latency(bridge: Bridge, watcher: Subscriber, attacking: Callable[[], 
 
 
 def _delivered(bridge: Bridge, watcher: Subscriber, title: str) -> None:
-    EventSender(bridge.endpoint).send("article.created", {"title": title})
+    EventSender(bridge.endpoint).send("article.created", article(title))
     _arrives(watcher, title, 5, f"'{title}' delivered")
 
 

@@ -28,6 +28,7 @@ import zmq
 
 from bridge import EventSender
 from tests.support.browser import launch, missing_prerequisite
+from tests.support.events import article
 from tests.support.procs import BIN, KEY_VARS, Proc, base_env, dealer, free_port, wait_until
 from tests.support.wamp import Subscriber
 
@@ -172,7 +173,7 @@ def test_a_script_with_the_key_file_sandbar_up_wrote_delivers(up):
     subscriber = up.subscriber()
     sender = EventSender(up.bridge_endpoint, keys=up.run_dir / "curve" / "api.keys")
     try:
-        sender.send("article.created", {"title": "from a keyed script"})
+        sender.send("article.created", article("from a keyed script"))
         wait_until(lambda: titles(subscriber) == ["from a keyed script"], 10, "keyed event")
     finally:
         sender.close()

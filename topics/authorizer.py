@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sandbar.schemas import PayloadMismatch
 from topics.gate import RateLimiter, SubscriptionCount
 from topics.handlers import HandlerFailed, Reject, call_hook
 from topics.metrics import EXPLAIN, TopicsMetrics
@@ -260,7 +261,14 @@ class Authorizer:
         check_relayable(payload)
         if self.runtime is None:
             raise RuntimeError(f"cannot publish to '{uri}': no runtime to send through")
-        return Handled(payload, await self.runtime.publish(uri, payload, name=topic.event_name))
+        try:
+            published = self.runtime.publish(uri, payload, name=topic.event_name)
+        except PayloadMismatch:  # logged and counted by the runtime: topic code's bug
+            self.metrics.hook_failed("on_publish", topic.name)
+            raise Refused(
+                ERROR_INTERNAL, f"internal error in topic '{topic.name}' (logged)"
+            ) from None
+        return Handled(payload, await published)
 
     async def lifecycle(
         self,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
 from topics.handlers import Reject
 from topics.registry import TopicRouter
 from topics.session import Session
@@ -12,12 +14,53 @@ from topics.session import Session
 topics = TopicRouter()
 
 
+class _Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ChatMessage(_Payload):
+    channel: str
+    text: str
+    author: str | None
+    at: int  # unix ms
+
+
+class ChatWelcome(_Payload):
+    channel: str
+    members: int
+    you: str | None
+
+
+class ChatMember(_Payload):
+    """Someone joined or left: who, and how many are in the room now."""
+
+    channel: str
+    member: str | None
+    members: int
+
+
+class ChatAnnouncement(_Payload):
+    """Sent by the API or a backend job through the bridge (route ``chat.announcement``)."""
+
+    channel: str
+    text: str
+
+
+CHAT_EVENTS = {
+    "chat.message": ChatMessage,
+    "chat.welcome": ChatWelcome,
+    "chat.join": ChatMember,
+    "chat.leave": ChatMember,
+    "chat.announcement": ChatAnnouncement,
+}
+
+
 @topics.topic("articles")
 class Articles:
     """New articles, published by the bridge. Anyone may listen; no client may publish."""
 
 
-@topics.topic("chat.{channel:[a-z0-9][a-z0-9_-]{0,31}}")
+@topics.topic("chat.{channel:[a-z0-9][a-z0-9_-]{0,31}}", events=CHAT_EVENTS)
 class Chat:
     """A chat room per channel: presence, a welcome for newcomers, checked messages."""
 

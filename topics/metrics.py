@@ -51,6 +51,12 @@ class TopicsMetrics:
             ["hook", "topic"],
             registry=r,
         )
+        self.schema_refused = Counter(
+            P + "events_schema_refused",
+            "Events topic code sent whose payload did not fit the event's schema, by event",
+            ["event"],
+            registry=r,
+        )
         self.sessions_joined = Counter(
             P + "sessions_joined",
             "Router sessions joined, by auth role (counted by the leader replica only)",

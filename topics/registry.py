@@ -21,6 +21,8 @@ from typing import Any, Literal, TypeVar, Unpack
 
 from sandbar.config import ConfigError
 from sandbar.imports import load_object
+from sandbar.schemas import EventSchemas
+from sandbar.uri import check_name
 from topics.patterns import Parameter, PatternError, TopicPattern
 from topics.presence import check_keys
 from topics.session import Addressing, Runtime
@@ -48,6 +50,8 @@ class Topic:
     write_only_senders: bool = False
     #: the authextra keys a presence list shows (None: the topic keeps no presence)
     presence: tuple[str, ...] | None = None
+    #: the names of the events this topic declares a payload schema for (``events=``)
+    events: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -90,6 +94,8 @@ class TopicRouter:
         self._frozen_reason: str | None = None
         self._runtime: Runtime | None = None
         self._parent: TopicRouter | None = None
+        #: the payload schemas the topics declare; the service, the bridge and the API check them
+        self.schemas = EventSchemas()
 
     # -- declaring ------------------------------------------------------------
 
@@ -102,6 +108,7 @@ class TopicRouter:
         client_publish: bool = False,
         write_only_senders: bool = False,
         presence: Sequence[str] | None = None,
+        events: Mapping[str, Any] | None = None,
     ) -> Topic:
         """Declare ``pattern``. A class handler is instantiated once, here.
 
@@ -115,6 +122,9 @@ class TopicRouter:
         anyone may write to and only staff may read).
         ``presence=("user",)`` keeps a list of who is subscribed, one entry per user,
         showing those authextra keys (never a credential: refused here).
+        ``events={"chat.message": ChatMessage}`` declares the payload schema (a pydantic
+        model class or a JSON Schema dict) of events on this topic: ``on_publish``'s
+        result (named ``event_name``), ``session.send``/``publish`` names, bridge routes.
         """
         self._check_open(pattern)
         compiled = _compile(pattern, match)
@@ -130,10 +140,21 @@ class TopicRouter:
             shown = check_keys(compiled.source, presence)
         except ValueError as exc:
             raise PatternError(str(exc)) from None
-        topic = Topic(compiled, instance, match, client_publish, write_only_senders, shown)
+        names = self._declare_events(pattern, events or {})
+        topic = Topic(compiled, instance, match, client_publish, write_only_senders, shown, names)
         _check_hooks(topic)
         self._topics[(pattern, match)] = topic
         return topic
+
+    def _declare_events(self, pattern: str, events: Mapping[str, Any]) -> tuple[str, ...]:
+        for name in events:
+            try:
+                check_name(name, "event name")
+            except ValueError as exc:
+                raise PatternError(f"topic '{pattern}': events: {exc}") from None
+        for name, schema in events.items():  # SchemaError names the event and the fix
+            self.schemas.declare(name, schema, f" (topic '{pattern}' and another)")
+        return tuple(events)
 
     def topic(
         self,
@@ -143,6 +164,7 @@ class TopicRouter:
         client_publish: bool = False,
         write_only_senders: bool = False,
         presence: Sequence[str] | None = None,
+        events: Mapping[str, Any] | None = None,
     ) -> Callable[[H], H]:
         """Decorator form of :meth:`add_topic`; returns the class or function unchanged."""
 
@@ -154,6 +176,7 @@ class TopicRouter:
                 client_publish=client_publish,
                 write_only_senders=write_only_senders,
                 presence=presence,
+                events=events,
             )
             return handler
 
@@ -170,6 +193,7 @@ class TopicRouter:
                 client_publish=topic.client_publish,
                 write_only_senders=topic.write_only_senders,
                 presence=topic.presence,
+                events={name: other.schemas.get(name) for name in topic.events},
             )
         other._parent = self
 

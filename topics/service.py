@@ -34,6 +34,7 @@ from sandbar import metrics, tracing
 from sandbar.config import ConfigError, StrictModel
 from sandbar.logs import setup_logging
 from sandbar.metrics import MetricsSettings
+from sandbar.schemas import PayloadMismatch
 from sandbar.secrets import ensure_backend_secret
 from sandbar.service import run_until_signalled
 from sandbar.wamp import ApplicationSession, RouterConnection, stay_connected
@@ -170,8 +171,16 @@ class TopicsService:
     def publish(
         self, uri: str, payload: Any, **addressing: Unpack[Addressing]
     ) -> asyncio.Future[int | None]:
-        """Send an event; raises :class:`Reject` for a payload JSON clients could not read."""
+        """Send an event; raises :class:`Reject` for a payload JSON clients could not read,
+        PayloadMismatch for one its event's schema (``events=``) refuses (a topic code bug)."""
         check_relayable(payload)
+        name = addressing.get("name", "message")
+        try:
+            self.topics.schemas.check(name, payload)
+        except PayloadMismatch as exc:
+            self.metrics.schema_refused.labels(name).inc()
+            log.error("not published to '%s': %s", shown(uri), exc)
+            raise
         options = PublishOptions(
             acknowledge=True,
             eligible=addressing.get("sessions"),  # [] means nobody, not everyone
@@ -179,7 +188,6 @@ class TopicsService:
             exclude=addressing.get("exclude_sessions") or None,
             exclude_authid=addressing.get("exclude_authids") or None,
         )
-        name = addressing.get("name", "message")
         future = asyncio.ensure_future(self._publish(uri, payload, name, options))
         future.add_done_callback(_log_failure(uri))
         return future

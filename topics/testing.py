@@ -261,7 +261,9 @@ class TopicTester:
     def publish(
         self, uri: str, payload: Any, **addressing: Unpack[Addressing]
     ) -> asyncio.Future[int | None]:
-        """What ``session.send``/``publish`` and ``topics.publish`` reach: delivered at once."""
+        """What ``session.send``/``publish`` and ``topics.publish`` reach: delivered at once
+        (a payload that does not fit its event's schema raises PayloadMismatch, as served)."""
+        self.topics.schemas.check(addressing.get("name", "message"), payload)
         meta = Envelope(name=addressing.get("name", "message"), payload={}).meta()
         self._deliver(
             uri,
