@@ -119,9 +119,8 @@ def test_one_trace_from_the_request_to_the_subscriber(traced):
     assert tracing.trace_id(trace) == TRACE_ID, "the subscriber's kwargs carry the trace"
     assert _caught_up(api, event.kwargs["id"])["trace"] == trace, "so do the catch-up rows"
 
-    otlp.wait_for(
-        "publish articles", lambda s: s.name == "publish articles" and s.trace_id == TRACE_ID
-    )
+    for name in ("POST /articles", "commit", "publish articles"):  # two services' batches:
+        otlp.wait_for(name, lambda s, name=name: s.name == name and s.trace_id == TRACE_ID)
     spans = otlp.of_trace(TRACE_ID)
     request, commit = _one(spans, "POST /articles"), _one(spans, "commit")
     publish = _one(spans, "publish articles")
