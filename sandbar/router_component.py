@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -20,6 +21,7 @@ from sandbar.router_guard import (
     limit_nesting,
     refuse_lone_surrogates,
 )
+from sandbar.secrets import SECRET_VAR
 
 
 class HeapKeeper(ApplicationSession):
@@ -46,6 +48,14 @@ def _settings(extra: dict[str, Any]) -> GuardSettings:
     return validate_config(GuardSettings, ours, source="RouterGuard extra")
 
 
+def _install(limits: GuardSettings) -> None:
+    limit_nesting(limits.max_depth)
+    refuse_lone_surrogates()
+    bound_recursion(limits.recursion_limit)
+    # the backend secret Crossbar's ticket principals use, and the topics service's proofs
+    hide_router_details(proof_secret=os.environ.get(SECRET_VAR))
+
+
 class RouterGuard(ApplicationSession):
     """Installs sandbar/router_guard.py's limits in this worker. Crossbar starts the
     components before the transports, so no message is decoded before they hold."""
@@ -60,10 +70,7 @@ class RouterGuard(ApplicationSession):
         self._apply()
 
     def _apply(self) -> None:
-        limit_nesting(self._limits.max_depth)
-        refuse_lone_surrogates()
-        bound_recursion(self._limits.recursion_limit)
-        hide_router_details()
+        _install(self._limits)
 
     def onJoin(self, details: Any) -> None:
         self._apply()  # again, in case something imported since raised the limit
@@ -74,3 +81,17 @@ class RouterGuard(ApplicationSession):
             depth=self._limits.max_depth,
             recursion=sys.getrecursionlimit(),
         )
+
+
+def ProxyGuard(extra: dict[str, Any]) -> Any:
+    """The RouterGuard's limits in a proxy worker, which decodes the browsers' messages.
+
+    Crossbar's ``resource`` web service calls this with its ``extra`` while it builds the
+    proxy's web root, before the proxy listens (sandbar/router_proxies.py). The proxy also
+    dies with the router's controller, as the router worker does. Returns the resource for
+    its path: a plain 404."""
+    from twisted.web.resource import NoResource
+
+    _install(_settings(dict(extra)))
+    die_with_parent()
+    return NoResource()
