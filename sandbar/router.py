@@ -31,6 +31,7 @@ log = logging.getLogger("sandbar.router")
 DEFAULT_ORIGINS = ("http://127.0.0.1:*", "http://localhost:*")
 #: more proxy workers than this is a typo, not a plan (each is a process of ~60 MB)
 MAX_PROXIES = 64
+PROXIES_VAR = "SANDBAR_ROUTER_PROXIES"
 
 
 def _split(value: str) -> tuple[str, ...]:
@@ -155,7 +156,7 @@ def config_from_args(argv: list[str] | None = None) -> RouterConfig:
         ("--max-message-size", "SANDBAR_MAX_MESSAGE_SIZE", 1024 * 1024),
         ("--browser-max-message-size", "SANDBAR_BROWSER_MAX_MESSAGE_SIZE", 256 * 1024),
         ("--max-nesting", "SANDBAR_MAX_NESTING", DEFAULT_MAX_DEPTH),
-        ("--proxies", "SANDBAR_ROUTER_PROXIES", 0),
+        ("--proxies", PROXIES_VAR, 0),
     ):
         # a string default goes through type=int as well: a bad value gets argparse's message
         parser.add_argument(flag, type=int, default=env.get(name, str(default)), help=f"env {name}")
