@@ -251,7 +251,7 @@ class Router(_Stoppable):
     """The real Crossbar router, rendered from .crossbar/config.yaml onto free ports;
     ``proxies``: that many proxy workers in front of it (sandbar/router_proxies.py)."""
 
-    def __init__(self, workdir: Path, proxies: int = 0) -> None:
+    def __init__(self, workdir: Path, proxies: int = 0, log_level: str = "warn") -> None:
         self.port, self.backend_port = free_port(), free_port()
         self.proxies = proxies
         self.proc = Proc(
@@ -265,7 +265,7 @@ class Router(_Stoppable):
                 "--run-dir",
                 str(workdir / "router"),
                 "--log-level",
-                "warn",
+                log_level,
                 "--proxies",
                 str(proxies),
             ],

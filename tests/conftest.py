@@ -10,6 +10,7 @@ import pytest
 from tests.support.browser import Browser, launch, missing_prerequisite
 from tests.support.postgres import database_url, postgres_server, postgres_url  # noqa: F401
 from tests.support.procs import Api, Bridge, Router, Topics, free_port
+from tests.support.proxied import proxies_of
 from tests.support.wamp import Client, Subscriber
 
 # The plugin a project's tests use (also registered as a pytest11 entry point).
@@ -85,7 +86,7 @@ def session_routers(
 def router(session_routers: SessionRouters, request: pytest.FixtureRequest) -> Router:
     """The session's router and topics service (tests that restart or kill either make
     their own); parametrized (tests/support/proxied.py), the one behind that many proxies."""
-    return session_routers.get(getattr(request, "param", 0))
+    return session_routers.get(proxies_of(request))
 
 
 @pytest.fixture
