@@ -88,10 +88,14 @@ def ProxyGuard(extra: dict[str, Any]) -> Any:
 
     Crossbar's ``resource`` web service calls this with its ``extra`` while it builds the
     proxy's web root, before the proxy listens (sandbar/router_proxies.py). The proxy also
-    dies with the router's controller, as the router worker does. Returns the resource for
+    dies with the router's controller, as the router worker does, and passes the router's
+    reason on when it ends a session (sandbar/proxy_session.py). Returns the resource for
     its path: a plain 404."""
     from twisted.web.resource import NoResource
 
+    from sandbar.proxy_session import forward_router_goodbye
+
     _install(_settings(dict(extra)))
+    forward_router_goodbye()
     die_with_parent()
     return NoResource()
