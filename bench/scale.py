@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import inspect
 import json
 import multiprocessing
 import resource
@@ -295,10 +294,7 @@ async def _step(
 
 
 async def _layout(work: Path, proxies: int, args: argparse.Namespace) -> list[dict[str, Any]]:
-    kwargs = {"proxies": proxies} if proxies else {}
-    if proxies and "proxies" not in inspect.signature(Router).parameters:
-        raise SystemExit("this Router helper has no proxy workers (issue 14, item 1)")
-    router = Router(work, **kwargs).start()
+    router = Router(work, proxies=proxies).start()
     topics = Topics(work, router).start()
     pool = None
     limit = Limit(router.backend_url)

@@ -15,10 +15,12 @@ from pydantic import Field
 
 from bridge.keys import ensure_stack_keys
 from sandbar import metrics
-from sandbar.config import ConfigError, StrictModel
+from sandbar.config import ConfigError, StrictModel, validate_config
 from sandbar.health import bridge_ready, http_ready, topics_ready
 from sandbar.logs import log_format, setup_logging
 from sandbar.paths import ROOT, RUN_DIR
+from sandbar.router import MAX_PROXIES, PROXIES_VAR
+from sandbar.router_proxies import socket_path
 from sandbar.secrets import DEV_VAR, ensure_backend_secret
 from sandbar.supervisor import Service, Supervisor
 from sandbar.wamp import RouterConnection
@@ -52,6 +54,8 @@ class UpConfig(StrictModel):
     unhealthy_after: float = Field(30.0, gt=0)
     #: empty: SANDBAR_API_DATABASE_URL when set, else SQLite in run_dir
     database_url: str = ""
+    #: Crossbar proxy workers in front of the router worker (README "Proxy workers")
+    proxies: int = Field(0, ge=0, le=MAX_PROXIES)
 
     @property
     def backend_url(self) -> str:
@@ -85,6 +89,7 @@ class UpConfig(StrictModel):
             "SANDBAR_BACKEND_HOST": self.host,
             "SANDBAR_BACKEND_PORT": str(self.backend_port),
             "SANDBAR_ROUTER_RUN_DIR": str(self.run_dir / "router"),
+            PROXIES_VAR: str(self.proxies),
             "SANDBAR_ROUTER_BACKEND_URL": self.backend_url,
             "SANDBAR_BRIDGE_BIND": f"tcp://{self.host}:{self.bridge_port}",
             "SANDBAR_API_HOST": self.host,
@@ -155,6 +160,8 @@ def _ensure_demo_user(config: UpConfig) -> bool:
 
 def up(config: UpConfig) -> int:
     """Run the stack until Ctrl-C/SIGTERM; returns the exit code."""
+    if config.proxies:
+        socket_path(config.run_dir / "router")  # too long a path fails here, not in a restart loop
     os.environ.setdefault(DEV_VAR, "1")
     os.environ.setdefault("SANDBAR_ROUTER_LOG_LEVEL", "warn")  # crossbar's info is per-session
     secret = ensure_backend_secret()
@@ -249,12 +256,15 @@ def main(argv: list[str] | None = None) -> None:
         "api_app",
         "unhealthy_after",
         "database_url",
+        "proxies",
     ):
         default = getattr(defaults, name)
+        if name == "proxies":  # argparse's type=int names --proxies in its error
+            default = os.environ.get(PROXIES_VAR, str(default))
         run_parser.add_argument(
             f"--{name.replace('_', '-')}",
             default=default,
-            type=type(default),
+            type=type(getattr(defaults, name)),
             help=f"(default: {default})",
         )
     keys_parser = commands.add_parser(
@@ -313,7 +323,8 @@ def main(argv: list[str] | None = None) -> None:
                 else listing.topics_listing(args.topics_app)
             )
             raise SystemExit(0)
-        config = UpConfig(**{k: v for k, v in vars(args).items() if k != "command"})
+        settings = {k: v for k, v in vars(args).items() if k != "command"}
+        config = validate_config(UpConfig, settings, source="sandbar up")
         raise SystemExit(up(config))
     except ConfigError as exc:
         log.error("%s", exc)

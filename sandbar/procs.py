@@ -248,11 +248,15 @@ class _Stoppable:
 
 
 class Router(_Stoppable):
-    """The real Crossbar router, rendered from .crossbar/config.yaml onto free ports."""
+    """The real Crossbar router, rendered from .crossbar/config.yaml onto free ports;
+    ``proxies``: that many proxy workers in front of it (sandbar/router_proxies.py)."""
 
-    def __init__(self, workdir: Path, *, metrics_port: int = 0) -> None:
+    def __init__(
+        self, workdir: Path, proxies: int = 0, log_level: str = "warn", *, metrics_port: int = 0
+    ) -> None:
         """``metrics_port``: the worker serves /metrics there (0: off)."""
         self.port, self.backend_port = free_port(), free_port()
+        self.proxies = proxies
         self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
         self.proc = Proc(
             "router",
@@ -266,8 +270,10 @@ class Router(_Stoppable):
                 str(workdir / "router"),
                 "--metrics-port",
                 str(metrics_port),
+                "--proxies",
+                str(proxies),
                 "--log-level",  # last: tests that need the router's info lines change it
-                "warn",
+                log_level,
             ],
             base_env(),
             workdir,
@@ -284,15 +290,25 @@ class Router(_Stoppable):
     def start(self, timeout: float = 30.0) -> Router:
         self.proc.start()
         with _stopped_on_failure(self.proc):
-            wait_until(
-                lambda: http_ok(f"http://127.0.0.1:{self.port}/") and _port_open(self.backend_port),
-                timeout,
-                "router ready",
-            )
+            wait_until(self._ready, timeout, "router ready")
         return self
+
+    def _ready(self) -> bool:
+        if not self.proc.running():
+            raise RuntimeError(f"router exited:\n{self.proc.output()[-3000:]}")
+        listening = http_ok(f"http://127.0.0.1:{self.port}/") and _port_open(self.backend_port)
+        # the proxies start one after the other: ready when each one listens
+        return listening and (not self.proxies or listeners(self.port) == self.proxies)
 
     def stop(self) -> None:
         self.proc.stop()
+
+
+def listeners(port: int) -> int:
+    """How many sockets listen on this TCP port (IPv4), from /proc/net/tcp."""
+    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    local = f":{port:04X}"
+    return sum(1 for row in rows if row.split()[1].endswith(local) and row.split()[3] == "0A")
 
 
 def _port_open(port: int) -> bool:

@@ -24,12 +24,16 @@ from sandbar.logs import setup_logging
 from sandbar.metrics import MetricsSettings
 from sandbar.nesting import DEFAULT_MAX_DEPTH
 from sandbar.paths import ROUTER_TEMPLATE, RUN_DIR, WEB_DIR, private_dir
+from sandbar.router_proxies import socket_path, with_proxies
 from sandbar.secrets import ensure_backend_secret
 
 log = logging.getLogger("sandbar.router")
 
 
 DEFAULT_ORIGINS = ("http://127.0.0.1:*", "http://localhost:*")
+#: more proxy workers than this is a typo, not a plan (each is a process of ~60 MB)
+MAX_PROXIES = 64
+PROXIES_VAR = "SANDBAR_ROUTER_PROXIES"
 
 
 def _split(value: str) -> tuple[str, ...]:
@@ -57,6 +61,9 @@ class RouterConfig(StrictModel):
     log_level: str = "info"
     #: the worker's /metrics (sandbar/router_metrics.py); port 0: off
     metrics: MetricsSettings = MetricsSettings()
+    #: Crossbar proxy workers sharing the WebSocket port in front of the router worker
+    #: (0: the router worker serves browsers itself); see sandbar/router_proxies.py
+    proxies: int = Field(0, ge=0, le=MAX_PROXIES)
 
     def template_vars(self) -> dict[str, str]:
         return {
@@ -89,9 +96,19 @@ def render(config: RouterConfig) -> Path:
         yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{config.template}: rendered config is not valid YAML: {exc}") from None
+    if config.proxies:
+        text = _proxied(text, config)
     private_dir(config.run_dir)
     (config.run_dir / "config.yaml").write_text(text, encoding="utf-8")
     return config.run_dir
+
+
+def _proxied(text: str, config: RouterConfig) -> str:
+    """The rendered config with its browsers' transport moved to ``config.proxies`` proxy
+    workers, which forward up to the larger of the two message limits."""
+    largest = max(config.max_message_size, config.browser_max_message_size)
+    doc = with_proxies(yaml.safe_load(text), config.proxies, socket_path(config.run_dir), largest)
+    return yaml.safe_dump(doc, sort_keys=False)
 
 
 def crossbar_command(config: RouterConfig, cbdir: Path) -> list[str]:
@@ -106,11 +123,12 @@ def run(config: RouterConfig) -> None:
     stale_pid = cbdir / "node.pid"
     stale_pid.unlink(missing_ok=True)  # a killed router leaves it behind and blocks restarts
     log.info(
-        "router on ws://%s:%d/ws (backend rs://%s:%d)",
+        "router on ws://%s:%d/ws (backend rs://%s:%d, %d proxy workers)",
         config.host,
         config.port,
         config.backend_host,
         config.backend_port,
+        config.proxies,
     )
     argv = crossbar_command(config, cbdir)
     sys.stdout.flush()
@@ -144,6 +162,7 @@ def config_from_args(argv: list[str] | None = None) -> RouterConfig:
         ("--max-message-size", "SANDBAR_MAX_MESSAGE_SIZE", 1024 * 1024),
         ("--browser-max-message-size", "SANDBAR_BROWSER_MAX_MESSAGE_SIZE", 256 * 1024),
         ("--max-nesting", "SANDBAR_MAX_NESTING", DEFAULT_MAX_DEPTH),
+        ("--proxies", PROXIES_VAR, 0),
     ):
         # a string default goes through type=int as well: a bad value gets argparse's message
         parser.add_argument(flag, type=int, default=env.get(name, str(default)), help=f"env {name}")

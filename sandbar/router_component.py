@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any, cast
 
@@ -26,6 +27,7 @@ from sandbar.router_metrics import (
     metrics_settings,
     registry_for,
 )
+from sandbar.secrets import SECRET_VAR
 
 
 class HeapKeeper(ApplicationSession):
@@ -52,6 +54,14 @@ def _settings(extra: dict[str, Any]) -> GuardSettings:
     return validate_config(GuardSettings, ours, source="RouterGuard extra")
 
 
+def _install(limits: GuardSettings) -> None:
+    limit_nesting(limits.max_depth)
+    refuse_lone_surrogates()
+    bound_recursion(limits.recursion_limit)
+    # the backend secret Crossbar's ticket principals use, and the topics service's proofs
+    hide_router_details(proof_secret=os.environ.get(SECRET_VAR))
+
+
 class RouterGuard(ApplicationSession):
     """Installs sandbar/router_guard.py's limits in this worker. Crossbar starts the
     components before the transports, so no message is decoded before they hold."""
@@ -66,10 +76,7 @@ class RouterGuard(ApplicationSession):
         self._apply()
 
     def _apply(self) -> None:
-        limit_nesting(self._limits.max_depth)
-        refuse_lone_surrogates()
-        bound_recursion(self._limits.recursion_limit)
-        hide_router_details()
+        _install(self._limits)
 
     def onJoin(self, details: Any) -> None:
         self._apply()  # again, in case something imported since raised the limit
@@ -121,3 +128,21 @@ class RouterMetrics(ApplicationSession):
             )
             return
         self.log.info("router metrics on {url}", url=self._settings.url)
+
+
+def ProxyGuard(extra: dict[str, Any]) -> Any:
+    """The RouterGuard's limits in a proxy worker, which decodes the browsers' messages.
+
+    Crossbar's ``resource`` web service calls this with its ``extra`` while it builds the
+    proxy's web root, before the proxy listens (sandbar/router_proxies.py). The proxy also
+    dies with the router's controller, as the router worker does, and passes the router's
+    reason on when it ends a session (sandbar/proxy_session.py). Returns the resource for
+    its path: a plain 404."""
+    from twisted.web.resource import NoResource
+
+    from sandbar.proxy_session import forward_router_goodbye
+
+    _install(_settings(dict(extra)))
+    forward_router_goodbye()
+    die_with_parent()
+    return NoResource()

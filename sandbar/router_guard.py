@@ -42,6 +42,8 @@ from typing import Any
 from autobahn.wamp import message, serializer, websocket
 
 from sandbar.nesting import json_too_deep, value_too_deep
+from sandbar.router_proxies import PROXY_AUTHMETHODS
+from sandbar.session_proof import sign
 
 #: frames a formatted traceback may show in the router worker
 TRACEBACK_LIMIT = 40
@@ -293,8 +295,22 @@ def _without_router_details(details: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in details.items() if not key.startswith("x_cb_")}
 
 
-def hide_router_details() -> None:
-    """Leave Crossbar's ``x_cb_node``/``worker``/``pid``/``peer`` out of every WELCOME."""
+def _proxied_authextra(welcome: message.Welcome, extra: dict[str, Any], secret: str | None) -> None:
+    """A proxied session's authextra, as the client would have had it without the proxy.
+
+    The proxy forwards the client's transport details in it (its HTTP headers, the
+    proxy's pid), which Crossbar keeps in the WELCOME. And the proxy ran the ticket
+    authenticator before the router chose the session's id, so the session proof
+    (sandbar/session_proof.py) names the proxy's provisional id: it is signed again
+    here, where the id is final, with the same backend secret."""
+    extra.pop("transport", None)
+    if secret and isinstance(extra.get("session_proof"), str) and welcome.authid:
+        extra["session_proof"] = sign(secret, welcome.session, welcome.authid)
+
+
+def hide_router_details(proof_secret: str | None = None) -> None:
+    """Leave Crossbar's ``x_cb_node``/``worker``/``pid``/``peer`` out of every WELCOME
+    (and a proxied session's transport; its proof is signed with ``proof_secret``)."""
     original = getattr(message.Welcome.marshal, "__wrapped__", message.Welcome.marshal)
 
     @functools.wraps(original)
@@ -303,6 +319,8 @@ def hide_router_details() -> None:
         details = _without_router_details(raw[2])
         if isinstance(details.get("authextra"), dict):  # the session's own dict: copy it
             details["authextra"] = _without_router_details(details["authextra"])
+            if self.authmethod in PROXY_AUTHMETHODS:
+                _proxied_authextra(self, details["authextra"], proof_secret)
         raw[2] = details
         return raw
 

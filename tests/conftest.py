@@ -10,6 +10,7 @@ import pytest
 from tests.support.browser import Browser, launch, missing_prerequisite
 from tests.support.postgres import database_url, postgres_server, postgres_url  # noqa: F401
 from tests.support.procs import Api, Bridge, Router, Topics, free_port
+from tests.support.proxied import proxies_of
 from tests.support.wamp import Client, Subscriber
 
 # The plugin a project's tests use (also registered as a pytest11 entry point).
@@ -39,26 +40,53 @@ def topics_metrics_port() -> int:
     return free_port()
 
 
+class SessionRouters:
+    """The session's routers, one per number of proxy workers, each with its topics service,
+    started on first use (in ~3-4 s) and kept for the session."""
+
+    def __init__(self, factory: pytest.TempPathFactory, api_port: int, metrics_port: int) -> None:
+        self.factory, self.api_port, self.metrics_port = factory, api_port, metrics_port
+        self.started: dict[int, tuple[Router, Topics]] = {}
+
+    def get(self, proxies: int) -> Router:
+        if proxies not in self.started:
+            workdir = self.factory.mktemp(f"router{proxies}")
+            router = Router(workdir, proxies=proxies).start()
+            topics = Topics(
+                workdir,
+                router,
+                api_url=f"http://127.0.0.1:{self.api_port}",
+                metrics_port=0 if proxies else self.metrics_port,  # tests/test_metrics.py
+            )
+            try:
+                topics.start()
+            except BaseException:  # no router left behind
+                topics.stop()
+                router.stop()
+                raise
+            self.started[proxies] = (router, topics)
+        return self.started[proxies][0]
+
+    def stop(self) -> None:
+        for router, topics in self.started.values():
+            topics.stop()
+            router.stop()
+
+
 @pytest.fixture(scope="session")
-def router(
+def session_routers(
     tmp_path_factory: pytest.TempPathFactory, api_port: int, topics_metrics_port: int
-) -> Iterator[Router]:
-    """One router and topics service for the session (they start in ~3 s); tests that
-    restart or kill either make their own."""
-    workdir = tmp_path_factory.mktemp("router")
-    router = Router(workdir).start()
-    topics = Topics(
-        workdir,
-        router,
-        api_url=f"http://127.0.0.1:{api_port}",
-        metrics_port=topics_metrics_port,
-    )
-    try:
-        topics.start()
-        yield router
-    finally:  # also when the topics service never came up: no router left behind
-        topics.stop()
-        router.stop()
+) -> Iterator[SessionRouters]:
+    routers = SessionRouters(tmp_path_factory, api_port, topics_metrics_port)
+    yield routers
+    routers.stop()
+
+
+@pytest.fixture
+def router(session_routers: SessionRouters, request: pytest.FixtureRequest) -> Router:
+    """The session's router and topics service (tests that restart or kill either make
+    their own); parametrized (tests/support/proxied.py), the one behind that many proxies."""
+    return session_routers.get(proxies_of(request))
 
 
 @pytest.fixture
@@ -100,8 +128,10 @@ def client(router: Router) -> Iterator[object]:
     """``client()`` → a browser-like session (or a backend one with ``authid=``)."""
     made: list[Client] = []
 
-    def make(url: str | None = None, authid: str | None = None) -> Client:
-        made.append(Client(url or router.ws_url, authid=authid))
+    def make(
+        url: str | None = None, authid: str | None = None, ticket: str | None = None
+    ) -> Client:
+        made.append(Client(url or router.ws_url, authid=authid, ticket=ticket))
         return made[-1]
 
     yield make

@@ -15,6 +15,7 @@ import requests
 from autobahn.wamp.exception import ApplicationError
 
 from tests.support.procs import BIN, Api, Bridge, Router, Topics, free_port, wait_until
+from tests.support.proxied import WITH_PROXIES_STACK, proxies_of
 from tests.support.wamp import Client
 
 PASSWORD = "correct horse battery"
@@ -41,10 +42,11 @@ class AuthStack:
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[AuthStack]:
+def stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[AuthStack]:
+    """Router, topics, bridge and API (behind proxy workers with ``WITH_PROXIES_STACK``)."""
     port = free_port()
     with contextlib.ExitStack() as running:  # stops what started, even if a later start fails
-        router = running.enter_context(Router(tmp_path).start())
+        router = running.enter_context(Router(tmp_path, proxies=proxies_of(request)).start())
         topics = running.enter_context(
             Topics(tmp_path, router, api_url=f"http://127.0.0.1:{port}").start()
         )
@@ -90,6 +92,7 @@ def test_sign_in_and_what_a_token_is_good_for(stack):
     assert requests.get(f"{api.url}/articles", timeout=5).status_code == 200  # reading is public
 
 
+@WITH_PROXIES_STACK
 def test_browsers_sign_in_over_wamp_and_bad_tokens_are_refused_with_a_reason(stack):
     alice = stack.browser("alice")
     assert (alice.session._authid, alice.session._authrole) == ("alice", "user")
@@ -189,6 +192,7 @@ def test_private_user_topics_and_notifications_reach_that_user_on_every_tab(stac
         each.close()
 
 
+@WITH_PROXIES_STACK
 def test_sign_out_ends_every_live_session_of_that_user_within_a_second(stack):
     token = stack.token("alice")
     tabs = [stack.browser("alice", token) for _ in range(2)]

@@ -69,6 +69,21 @@ def test_an_anonymous_hello_cannot_choose_its_authextra():
     assert SessionInfo.from_details(signed).authextra == {"user": "alice"}
 
 
+def test_a_proxied_session_keeps_its_clients_authmethod():
+    """Behind a Crossbar proxy worker the router says ``anonymous-proxy``; topic code must
+    still tell an anonymous session (whose HELLO chose its authextra) from a signed-in one."""
+    for method, role, expected in [
+        ("anonymous", "anonymous", "anonymous"),
+        ("ticket", "user", "ticket"),
+        ("ticket", "staff", "ticket"),
+    ]:
+        direct = {"session": 7, "authmethod": method, "authrole": role, "authextra": {"user": "a"}}
+        for proxied in ("anonymous-proxy", "cryptosign-proxy"):
+            info = SessionInfo.from_details({**direct, "authmethod": proxied})
+            assert info == SessionInfo.from_details(direct)
+            assert info.authmethod == expected
+
+
 def test_write_only_senders_is_declared_only_where_it_changes_something():
     router = TopicRouter()
     with pytest.raises(PatternError, match="needs a way to send"):

@@ -23,6 +23,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from tests.support.browser import SCREENSHOTS, Pages
 from tests.support.procs import SHIPPED_BRIDGE_CONFIG, Api, Bridge, Router, Topics, wait_until
+from tests.support.proxied import WITH_PROXIES
 
 TIMINGS: dict[str, float] = {}
 
@@ -92,6 +93,7 @@ def article(page: Page, article_id: int) -> Any:
     return page.locator(f'#feed-list li[data-id="{article_id}"]')
 
 
+@WITH_PROXIES
 def test_page_loads_and_connects(pages, router):
     pages.point_at(router.port)
     started = time.monotonic()
@@ -108,6 +110,7 @@ def test_page_loads_and_connects(pages, router):
     print(f"\npage open and connected in {TIMINGS['connect']:.2f}s")
 
 
+@WITH_PROXIES
 def test_posted_article_appears_in_the_feed_within_2s(pages, router, demo_api):
     earlier = post_article(demo_api, "Published before the page opened")
     pages.point_at(router.port, demo_api.url)
@@ -153,6 +156,7 @@ def test_posted_article_appears_in_the_feed_within_2s(pages, router, demo_api):
     print(f"\nPOST → visible in the feed: {TIMINGS['post_to_feed'] * 1000:.0f} ms")
 
 
+@WITH_PROXIES
 def test_two_people_chat_join_and_leave(pages, router):
     pages.point_at(router.port)
     channel = unique_channel()
@@ -195,6 +199,7 @@ def own_name(page: Page) -> str:
     return text.split("You are ", 1)[1].split(";", 1)[0]
 
 
+@WITH_PROXIES
 def test_refusals_show_their_reasons(pages, router):
     pages.point_at(router.port)
     page = pages.open(channel="Bad")  # chat.Bad: a valid WAMP URI outside the channel pattern

@@ -16,6 +16,7 @@ import pytest
 from playwright.sync_api import Page
 
 from tests.support.procs import Api, Bridge, Router, Topics, free_port
+from tests.support.proxied import WITH_PROXIES_STACK, proxies_of
 from tests.test_browser import _fast_bridge_config, pages, start_api, wait_open
 
 __all__ = ["pages"]  # a fixture, imported for this module's tests
@@ -44,11 +45,13 @@ async ({ token, user, room }) => {
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Router, Api]]:
+def stack(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[tuple[Router, Api]]:
     workdir: Path = tmp_path_factory.mktemp("presence")
     api_port = free_port()
     with contextlib.ExitStack() as started:
-        router = Router(workdir).start()
+        router = Router(workdir, proxies=proxies_of(request)).start()
         started.callback(router.stop)
         topics = Topics(workdir, router, api_url=f"http://127.0.0.1:{api_port}").start()
         started.callback(topics.stop)
@@ -71,6 +74,7 @@ def shows(page: Page, who: str, timeout: float = 10) -> None:
     page.wait_for_function(f"window.probe.here === {who!r}", timeout=timeout * 1000)
 
 
+@WITH_PROXIES_STACK
 def test_three_contexts_list_each_user_once_and_follow_leaving(pages: Any, stack: Any):
     router, api = stack
     pages.point_at(router.port, api.url)

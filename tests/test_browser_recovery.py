@@ -24,6 +24,7 @@ from api.outbox import record
 from bridge.config import load_routes
 from tests.support.procs import SHIPPED_BRIDGE_CONFIG, Api, Bridge, Router, Topics, free_port
 from tests.support.procs import wait_until as wait_for
+from tests.support.proxied import WITH_PROXIES_STACK, proxies_of
 from tests.test_browser import _fast_bridge_config, pages, start_api, wait_open
 
 __all__ = ["pages"]  # a fixture, imported for this module's tests
@@ -57,13 +58,15 @@ async ({ apiUrl, token, user, limit }) => {
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Router, Bridge, Api]]:
+def stack(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[tuple[Router, Bridge, Api]]:
     workdir: Path = tmp_path_factory.mktemp("recovery")
     config = _fast_bridge_config()
     config.setdefault("publish", {})["gap_timeout"] = 0.5
     api_port = free_port()
     with contextlib.ExitStack() as started:
-        router = Router(workdir).start()
+        router = Router(workdir, proxies=proxies_of(request)).start()
         started.callback(router.stop)
         topics = Topics(workdir, router, api_url=f"http://127.0.0.1:{api_port}").start()
         started.callback(topics.stop)
@@ -202,6 +205,7 @@ def post_from(page: Page, api: Api, title: str, others: bool = True) -> int:
     return int(body["id"])
 
 
+@WITH_PROXIES_STACK
 def test_to_others_skips_the_sending_tab_but_not_its_second_tab(pages, stack):
     _, bridge, api = stack
     api.add_user("twotabs")

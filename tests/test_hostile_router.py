@@ -2,7 +2,9 @@
 router of its own (an attack that works freezes it): messages nested to exhaust the
 decoders (H3), strings holding a lone surrogate (L3), a page with an opaque ``null`` origin
 (M2), and what WELCOME tells a stranger (L6). Raw WebSocket clients send what no WAMP library would build; Chromium pages attack
-as a page would. The attacks end with a normal subscriber still served within a bound."""
+as a page would. The attacks end with a normal subscriber still served within a bound.
+The browser-side ones run again with 2 proxy workers in front of the router (``[proxies2]``):
+there the proxies decode the browsers' messages, so the guard runs in them too."""
 
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from playwright.sync_api import Browser, BrowserContext, Page
 from bridge import EventSender
 from tests.support.events import article
 from tests.support.procs import BIN, Bridge, Router, Topics, base_env, wait_until
+from tests.support.proxied import WITH_PROXIES_STACK, proxies_of
 from tests.support.raw_websocket import HandshakeRefused, RawWebSocket
 from tests.support.wamp import Subscriber
 
@@ -35,12 +38,14 @@ TOO_DEEP = "nested more than 64 levels deep"
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Router, Bridge]]:
+def stack(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[tuple[Router, Bridge]]:
+    """The router (and its proxy workers, with ``WITH_PROXIES_STACK``), topics, bridge."""
     workdir = tmp_path_factory.mktemp("hostile-router")
     with contextlib.ExitStack() as started:  # stops whatever did start, in reverse order
-        router = Router(workdir)
-        router.proc.argv[-1] = "info"  # "--log-level": the guard's start-up line is info
-        router.start()
+        # the guard's start-up line is info
+        router = Router(workdir, proxies=proxies_of(request), log_level="info").start()
         started.callback(router.stop)
         started.enter_context(Topics(workdir, router).start())
         bridge = Bridge(workdir, router).start()
@@ -95,6 +100,7 @@ def _log_size(router: Router) -> int:
     return router.proc.log_path.stat().st_size
 
 
+@WITH_PROXIES_STACK
 def test_nested_json_from_a_browser_is_refused_without_stalling_anyone(stack, watcher):
     """H3: one 195 KB nested message froze the router for ~52 s (twice) and wrote 21 MB."""
     router, bridge = stack
@@ -120,6 +126,7 @@ def test_nested_json_from_a_browser_is_refused_without_stalling_anyone(stack, wa
     assert "recursion limit 1000" in router.proc.output()
 
 
+@WITH_PROXIES_STACK
 @pytest.mark.parametrize("serializer", ["json", "msgpack", "cbor"])
 def test_every_serializer_refuses_nesting_over_the_limit(stack, watcher, serializer):
     """The limit (64 levels) holds whatever a browser speaks; right at it is served."""
@@ -200,6 +207,7 @@ def _joined(router: Router, timeout: float = LATENCY_BOUND) -> RawWebSocket:
     return ws
 
 
+@WITH_PROXIES_STACK
 @pytest.mark.parametrize(("what", "text", "error"), HALF_PAIRS, ids=[c[0] for c in HALF_PAIRS])
 def test_a_lone_surrogate_gets_an_error_for_that_request(stack, watcher, what, text, error):
     """L3: the router decoded ``"\\ud800"`` but could not forward the request to the topics
@@ -219,6 +227,7 @@ def test_a_lone_surrogate_gets_an_error_for_that_request(stack, watcher, what, t
     _delivered(bridge, watcher, f"after a lone surrogate in a {what}")
 
 
+@WITH_PROXIES_STACK
 def test_a_lone_low_surrogate_in_any_case_is_refused(stack):
     """The fast scan matches the escape in either case; a low half alone is refused too."""
     router, _ = stack
@@ -229,6 +238,7 @@ def test_a_lone_low_surrogate_in_any_case_is_refused(stack):
     assert "lone surrogate \\udc00 in a string" in answer[5][0]
 
 
+@WITH_PROXIES_STACK
 def test_pairs_and_escaped_backslashes_are_not_refused(stack):
     """A well-formed pair escaped (an emoji) and a literal backslash before ``ud800`` pass the
     byte scan's first look but are valid text: served as ever."""
@@ -240,6 +250,7 @@ def test_pairs_and_escaped_backslashes_are_not_refused(stack):
             assert answer[:2] == [50, request], answer  # RESULT
 
 
+@WITH_PROXIES_STACK
 def test_an_unacknowledged_publish_with_a_lone_surrogate_is_dropped(stack, watcher):
     """No answer was asked for: dropped, as a refused publish is; the session lives on."""
     router, bridge = stack
@@ -251,6 +262,7 @@ def test_an_unacknowledged_publish_with_a_lone_surrogate_is_dropped(stack, watch
     _delivered(bridge, watcher, "after a dropped publish")
 
 
+@WITH_PROXIES_STACK
 def test_a_lone_surrogate_before_welcome_closes_the_connection(stack, watcher):
     """HELLO has no request to answer: the connection closes as a protocol error, saying why."""
     router, bridge = stack
@@ -296,6 +308,7 @@ NUL_LEADING = [
 ]
 
 
+@WITH_PROXIES_STACK
 @pytest.mark.parametrize(("what", "text", "error"), NUL_LEADING, ids=[c[0] for c in NUL_LEADING])
 def test_a_nul_leading_string_that_is_not_base64_gets_an_error(stack, watcher, what, text, error):
     """Autobahn's decoder failed halfway (base64 of ``"\\x87x"``) and the connection was
@@ -312,6 +325,7 @@ def test_a_nul_leading_string_that_is_not_base64_gets_an_error(stack, watcher, w
     _delivered(bridge, watcher, f"after a NUL-leading string in a {what}")
 
 
+@WITH_PROXIES_STACK
 def test_an_unacknowledged_publish_of_a_nul_leading_string_is_dropped(stack):
     """No answer asked for: dropped and logged, and the connection stays open."""
     router, _ = stack
@@ -322,9 +336,25 @@ def test_an_unacknowledged_publish_of_a_nul_leading_string_is_dropped(stack):
     wait_until(lambda: f"dropped a publish: {NOT_BASE64}" in router.proc.output(), 5, "logged")
 
 
+@WITH_PROXIES_STACK
+def test_a_browser_message_over_the_size_cap_closes_that_connection_only(stack, watcher):
+    """The browsers' cap (SANDBAR_BROWSER_MAX_MESSAGE_SIZE, 256 KiB) holds where the
+    WebSocket ends, in the router or in a proxy worker; just under it is decoded."""
+    router, bridge = stack
+    cap = 256 * 1024
+    call = b'[48, 120, {}, "chat.general", [{"text": "%s"}]]'
+    with _joined(router) as ws:
+        ws.send_text(call % (b"x" * (cap - len(call))))
+        assert ws.receive_message()[:3] == [8, 48, 120]  # answered: not authorized to call
+        ws.send_text(call % (b"x" * (cap + 1)))
+        assert f"exceeds payload limit of {cap} octets" in ws.closed_by_peer()
+    _delivered(bridge, watcher, "after a message over the cap")
+
+
 # -- origins and WELCOME (M2, L6) -------------------------------------------------------
 
 
+@WITH_PROXIES_STACK
 def test_a_null_origin_is_refused_at_the_handshake(stack):
     """M2: ``Origin: null`` (sandboxed iframes, data: URLs) passed allowed_origins."""
     router, _ = stack
@@ -347,6 +377,7 @@ def _router_details(details: dict[str, Any], router: Router) -> list[str]:
     )
 
 
+@WITH_PROXIES_STACK
 def test_welcome_tells_an_anonymous_browser_nothing_about_the_router(stack):
     """L6: WELCOME carried x_cb_node, x_cb_worker, x_cb_pid and x_cb_peer."""
     router, _ = stack
@@ -437,6 +468,7 @@ IN_SANDBOXED_IFRAME = (
 )
 
 
+@WITH_PROXIES_STACK
 def test_a_sandboxed_iframe_or_a_data_page_gets_no_session(stack, chromium):
     """M2 in Chromium: pages with an opaque origin send ``Origin: null``."""
     router, _ = stack
@@ -451,6 +483,7 @@ def test_a_sandboxed_iframe_or_a_data_page_gets_no_session(stack, chromium):
     assert opaque["close"]["code"] == 1006
 
 
+@WITH_PROXIES_STACK
 def test_welcome_seen_by_a_chromium_page_has_no_router_details(stack, chromium):
     """L6 as a page sees it."""
     router, _ = stack
@@ -484,6 +517,7 @@ HALF_PAIRS_FROM_AUTOBAHNJS = """([url, bound]) => new Promise((resolve) => {
 })"""
 
 
+@WITH_PROXIES_STACK
 def test_autobahnjs_in_chromium_gets_an_error_for_a_lone_surrogate(stack, watcher, chromium):
     """L3 as a page meets it: JSON.stringify escapes a lone surrogate (a string cut in the
     middle of an emoji is one), and the subscribe or call must be rejected, not left pending."""

@@ -8,7 +8,10 @@ from collections.abc import Iterator
 import pytest
 from autobahn.wamp.exception import ApplicationError
 
-from tests.support.procs import Router, Topics, wait_until
+from sandbar.session_proof import verify
+from tests.support.procs import SECRET, Router, Topics, wait_until
+from tests.support.proxied import WITH_PROXIES
+from tests.support.wamp import Client
 
 NOT_AUTHORIZED = "wamp.error.not_authorized"
 
@@ -19,11 +22,13 @@ def _denied(client, uri: str, match: str | None = None) -> ApplicationError:
     return info.value
 
 
+@WITH_PROXIES
 @pytest.mark.parametrize("uri", ["articles", "chat.general", "chat.a-b_c", "whisper.open"])
 def test_allowed_subscriptions(client, uri):
     client().subscribe(uri)
 
 
+@WITH_PROXIES
 def test_prefix_subscription_allowed_only_where_a_topic_declares_it(client):
     browser = client()
     browser.subscribe("feed", match="prefix")
@@ -47,6 +52,7 @@ DENIED = {
 }
 
 
+@WITH_PROXIES
 @pytest.mark.parametrize("uri", sorted(DENIED))
 def test_denied_subscriptions_reject_with_not_authorized_and_explain_why(client, uri):
     browser = client()
@@ -59,6 +65,7 @@ def test_denied_subscriptions_reject_with_not_authorized_and_explain_why(client,
     }
 
 
+@WITH_PROXIES
 def test_a_raising_handler_is_logged_and_the_service_keeps_serving(client, router):
     browser = client()
     _denied(browser, "boom.y")
@@ -80,6 +87,7 @@ def router_topics_log(router) -> str:
     return path.read_text()
 
 
+@WITH_PROXIES
 def test_welcome_reaches_only_the_newcomer_and_presence_reaches_the_others(client):
     alice, bob = client(), client()
     alice.subscribe("chat.presence")
@@ -100,6 +108,7 @@ def test_welcome_reaches_only_the_newcomer_and_presence_reaches_the_others(clien
     assert [e.kwargs["name"] for e in bob.events] == ["chat.welcome"]
 
 
+@WITH_PROXIES
 def test_dropped_connection_also_counts_as_leaving(client):
     alice, bob = client(), client()
     alice.subscribe("chat.drops")
@@ -110,6 +119,7 @@ def test_dropped_connection_also_counts_as_leaving(client):
     assert leave.args[0]["members"] == 1
 
 
+@WITH_PROXIES
 def test_handled_publish_transforms_and_reaches_every_subscriber(client):
     alice, bob = client(), client()
     for each in (alice, bob):
@@ -127,6 +137,7 @@ def test_handled_publish_transforms_and_reaches_every_subscriber(client):
         assert re.fullmatch(r"[0-9a-f]{32}", message.kwargs["id"])
 
 
+@WITH_PROXIES
 @pytest.mark.parametrize(
     ("args", "error", "reason"),
     [
@@ -154,6 +165,7 @@ def test_rejected_publish_reaches_nobody_and_the_caller_gets_the_reason(
     ]
 
 
+@WITH_PROXIES
 def test_direct_publish_is_refused_on_handled_and_bridge_fed_topics(client):
     alice, bob = client(), client()
     bob.subscribe("chat.direct")
@@ -165,6 +177,7 @@ def test_direct_publish_is_refused_on_handled_and_bridge_fed_topics(client):
     assert [e for e in bob.events if e.kwargs.get("name") != "chat.welcome"] == []
 
 
+@WITH_PROXIES
 def test_client_publish_topic_fans_out_directly_after_can_publish(client):
     alice, bob = client(), client()
     bob.subscribe("cursor.room1")
@@ -177,6 +190,7 @@ def test_client_publish_topic_fans_out_directly_after_can_publish(client):
     assert info.value.error == NOT_AUTHORIZED
 
 
+@WITH_PROXIES
 @pytest.mark.parametrize(
     "procedure",
     [
@@ -194,6 +208,7 @@ def test_browsers_cannot_call_backend_or_meta_procedures(client, procedure):
     assert info.value.error == NOT_AUTHORIZED
 
 
+@WITH_PROXIES
 def test_browsers_cannot_register(client):
     browser = client()
     with pytest.raises(ApplicationError) as info:
@@ -201,6 +216,7 @@ def test_browsers_cannot_register(client):
     assert info.value.error == NOT_AUTHORIZED
 
 
+@WITH_PROXIES
 def test_topic_code_addresses_an_authid_on_all_tabs_some_sessions_or_all_but_the_sender(
     client, router
 ):
@@ -225,6 +241,56 @@ def test_topic_code_addresses_an_authid_on_all_tabs_some_sessions_or_all_but_the
     assert received("authid") == [True, True, False, False]
     assert received("sessions") == [False, False, True, False]
     assert received("others") == [True, True, True, False]
+
+
+def _whoami(browser) -> dict:
+    browser.subscribe("whoami")
+    [me] = browser.wait_for(1, name="whoami")
+    return dict(me.args[0])
+
+
+def test_topics_sees_the_same_identities_behind_proxy_workers(session_routers, api):
+    """Behind a proxy the router knows the session as ``cryptosign/anonymous-proxy``; topic
+    code still sees the client's authmethod, and the same authid, authrole and authextra."""
+    api.add_user("whoami-user")
+    seen, welcomes = {}, {}
+    for proxies in (0, 2):
+        url = session_routers.get(proxies).ws_url
+        anonymous, signed = Client(url), Client(url, authid="x", ticket=api.sign_in("whoami-user"))
+        try:
+            seen[proxies] = [_whoami(anonymous), _whoami(signed)]
+            # the browser's WELCOME too: its own transport details are not sent back
+            welcomes[proxies] = [
+                sorted(anonymous.session._authextra),
+                sorted(signed.session._authextra),
+            ]
+            assert seen[proxies][0]["authid"] == anonymous.session._authid
+            assert verify(
+                SECRET, signed.id, "whoami-user", signed.session._authextra["session_proof"]
+            )
+        finally:
+            anonymous.close()
+            signed.close()
+    assert welcomes[0] == welcomes[2] == [[], ["expires_at", "session_proof", "user"]]
+    for me in seen[0] + seen[2]:
+        me.pop("peer")  # behind a proxy Crossbar gives the authorizer the proxy's transport
+        me["authextra"].pop("expires_at", None)  # a token's own expiry
+        for key in [key for key in me["authextra"] if key.startswith("x_cb_")]:
+            del me["authextra"][key]  # Crossbar's own: node, worker, pid, peer
+    for me in seen[0] + seen[2]:
+        if me["authmethod"] == "anonymous":
+            me["authid"] = "(random)"
+    assert seen[0] == seen[2]
+    assert seen[0][0] == {
+        "authid": "(random)",
+        "authrole": "anonymous",
+        "authmethod": "anonymous",
+        "authextra": {},
+        "session_proof": False,
+    }
+    assert seen[0][1]["authid"] == "whoami-user"
+    assert seen[0][1]["authmethod"] == "ticket"
+    assert seen[0][1]["session_proof"] is True
 
 
 @pytest.fixture(scope="module")

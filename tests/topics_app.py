@@ -80,3 +80,23 @@ class Lobby:
 
     def on_subscribed(self, session: Session, room: str) -> None:
         session.send({"here": session.presence()}, name="lobby.welcome")
+
+
+@topics.topic("whoami")
+class WhoAmI:
+    """Tells a subscriber who the topics service takes it for (tests/test_topics.py: the
+    same with and without proxy workers in front of the router)."""
+
+    def on_subscribed(self, session: Session) -> None:
+        extra = {key: value for key, value in session.authextra.items() if key != "session_proof"}
+        session.send(
+            {
+                "authid": session.authid,
+                "authrole": session.authrole,
+                "authmethod": session.authmethod,
+                "authextra": extra,
+                "session_proof": "session_proof" in session.authextra,
+                "peer": session.transport.get("peer"),
+            },
+            name="whoami",
+        )

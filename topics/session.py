@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypedDict, Unpack
 
+from sandbar.router_proxies import PROXY_AUTHMETHODS
+
 
 class Addressing(TypedDict, total=False):
     """Who gets an event topic code publishes (default: every subscriber of the topic)."""
@@ -37,6 +39,17 @@ class Runtime(Protocol):
         ...
 
 
+def client_authmethod(details: Mapping[str, Any]) -> str | None:
+    """How the client signed in. Behind a proxy worker the router only knows how the proxy
+    did (``*-proxy``), and Crossbar drops the client's own method on the way; the role
+    tells it, since only anonymous sign-in gives the role "anonymous" (.crossbar/config.yaml)
+    and the ticket authenticator never does (topics/gate.py USER_ROLES)."""
+    authmethod = details.get("authmethod")
+    if authmethod in PROXY_AUTHMETHODS:
+        return "anonymous" if details.get("authrole") == "anonymous" else "ticket"
+    return authmethod if isinstance(authmethod, str) else None
+
+
 @dataclass(frozen=True)
 class SessionInfo:
     """The client's identity as the router knows it."""
@@ -54,9 +67,10 @@ class SessionInfo:
         """From the session details the router passes to the authorizer or ``wamp.session.get``.
 
         An anonymous session's authextra is whatever its HELLO claimed (Crossbar keeps
-        it), so topic code gets ``{}`` instead: only a signed-in session's authextra
-        (from the API, via the authenticator) is worth reading."""
-        authmethod = details.get("authmethod")
+        it, and proxy workers forward it), so topic code gets ``{}`` instead: only a
+        signed-in session's authextra (from the API, via the authenticator) is worth
+        reading. ``authmethod`` is the client's, also behind a proxy worker."""
+        authmethod = client_authmethod(details)
         return cls(
             id=int(details["session"]),
             authid=details.get("authid"),

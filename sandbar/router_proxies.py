@@ -1,0 +1,136 @@
+"""The router config with Crossbar proxy workers in front of the router worker.
+
+A realm lives in one router worker (one core). Proxy workers are Crossbar's own way to
+spread the rest over more cores: each one accepts browsers on the shared WebSocket port
+(``endpoint.shared``: SO_REUSEPORT, the kernel balances), does WebSocket, JSON, origin
+checks and ticket sign-in, and forwards each session to the router worker over rawsocket.
+
+Here the proxies reach the router over a Unix socket in the router's private run
+directory with ``anonymous-proxy``: the router takes the identity a proxy forwards on
+trust, which is safe only where nobody else can connect, so never on TCP. Crossbar does
+not check a proxy worker's config, so it is made here from the one-worker template
+rather than written by hand: a typo cannot reach a running node.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+from sandbar.config import ConfigError
+
+#: the router's authmethod for a session a proxy worker forwards (the client's is lost)
+PROXY_AUTHMETHODS = ("anonymous-proxy", "cryptosign-proxy")
+#: the role the proxies' ticket authenticator sessions join the router with
+AUTHENTICATOR_ROLE = "authenticator"
+#: the router worker's listener for its proxies, in its run directory
+SOCKET_NAME = "proxies.sock"
+#: AF_UNIX paths are at most 108 bytes with their NUL (sun_path)
+MAX_SOCKET_PATH = 107
+#: an extra path on the proxies' web root; its only purpose is to load the guard
+GUARD_PATH = "sandbar-guard"
+GUARD_CLASS = "sandbar.router_component.ProxyGuard"
+
+
+def socket_path(run_dir: Path) -> Path:
+    """Where the router listens for its proxies; it must fit in an AF_UNIX address."""
+    path = run_dir.resolve() / SOCKET_NAME
+    if len(str(path).encode()) > MAX_SOCKET_PATH:
+        raise ConfigError(
+            f"router run_dir {run_dir}: the proxies' socket {path} is longer than "
+            f"{MAX_SOCKET_PATH} bytes, the limit of a Unix socket address; "
+            "choose a shorter --run-dir (SANDBAR_ROUTER_RUN_DIR)"
+        )
+    return path
+
+
+def _one(items: list[dict[str, Any]], kind: str, what: str) -> dict[str, Any]:
+    found = [item for item in items if item.get("type") == kind]
+    if len(found) != 1:
+        raise ConfigError(f"router template: proxies need exactly one {what}, found {len(found)}")
+    return found[0]
+
+
+def with_proxies(
+    doc: dict[str, Any], count: int, socket: Path, max_message_size: int
+) -> dict[str, Any]:
+    """``doc`` (the rendered one-worker config) with its web transport moved to ``count``
+    proxy workers; ``max_message_size``: the largest message a proxy may forward."""
+    doc = copy.deepcopy(doc)
+    router = _one(doc["workers"], "router", "router worker")
+    web = _one(router["transports"], "web", "web transport")
+    realm = router["realms"][0]
+    router["transports"].remove(web)
+    router["transports"].append(_router_listener(socket, max_message_size))
+    ticket = web["paths"]["ws"]["auth"].get("ticket")
+    if ticket is not None and ticket.get("type") == "dynamic":
+        realm["roles"].append(_authenticator_role(ticket["authenticator"]))
+        ticket.update(
+            {"authenticator-realm": realm["name"], "authenticator-role": AUTHENTICATOR_ROLE}
+        )
+    # every role a proxied session can have: the browsers' (decided by the authorizer)
+    routed = [role["name"] for role in realm["roles"] if "authorizer" in role]
+    routes = {realm["name"]: dict.fromkeys([*routed, AUTHENTICATOR_ROLE], "router")}
+    web["endpoint"]["shared"] = True
+    web["paths"]["/"] = {
+        "type": "path",
+        "paths": {"/": web["paths"]["/"], GUARD_PATH: _guard(router)},
+    }
+    doc["workers"].extend(
+        {
+            "type": "proxy",
+            "id": f"proxy{number}",
+            "connections": {"router": _connection(socket)},
+            "routes": copy.deepcopy(routes),
+            "transports": [copy.deepcopy(web)],
+        }
+        for number in range(1, count + 1)
+    )
+    return doc
+
+
+def _router_listener(socket: Path, max_message_size: int) -> dict[str, Any]:
+    return {
+        "type": "rawsocket",
+        "endpoint": {"type": "unix", "path": str(socket)},
+        "serializers": ["cbor"],
+        "options": {"max_message_size": max_message_size},
+        # only on a Unix socket in a private directory: the router trusts what it is told
+        "auth": {"anonymous-proxy": {"type": "static"}},
+    }
+
+
+def _connection(socket: Path) -> dict[str, Any]:
+    return {
+        "transport": {
+            "type": "rawsocket",
+            "endpoint": {"type": "unix", "path": str(socket)},
+            "serializer": "cbor",
+            "url": "rs://localhost",
+        },
+        "auth": {"anonymous-proxy": {"type": "static"}},
+    }
+
+
+def _authenticator_role(procedure: str) -> dict[str, Any]:
+    """The proxies call the ticket authenticator (the topics service) under this role."""
+    return {
+        "name": AUTHENTICATOR_ROLE,
+        "permissions": [{"uri": procedure, "match": "exact", "allow": {"call": True}}],
+    }
+
+
+def _guard(router: dict[str, Any]) -> dict[str, Any]:
+    """The proxies decode browsers' messages, so they need the router's guard
+    (sandbar/router_guard.py) too. A proxy worker hosts no components; a web resource is
+    the one way to run code in it, and the root's resources exist before it listens."""
+    guards = [
+        component
+        for component in router.get("components", [])
+        if component.get("classname") == "sandbar.router_component.RouterGuard"
+    ]
+    if len(guards) != 1:
+        raise ConfigError("router template: proxies need the RouterGuard component, once")
+    guard = guards[0]
+    return {"type": "resource", "classname": GUARD_CLASS, "extra": dict(guard.get("extra", {}))}
