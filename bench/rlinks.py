@@ -22,7 +22,7 @@ from typing import Any
 from bridge import EventSender
 from tests.support.procs import Bridge, wait_until
 from tests.support.rlinks import LinkedNode, mesh
-from tests.support.wamp import Subscriber
+from tests.support.wamp import Client, Subscriber
 
 TOPIC = "articles"
 
@@ -39,7 +39,11 @@ def bridge_config(url: str) -> dict[str, Any]:
             "retry_max_delay": 0.5,
         },
         "publish": {"max_in_flight": 16, "buffer_size": 10000},
-        "routes": {"article.created": {"topic": TOPIC}},
+        "routes": {
+            "article.created": {"topic": TOPIC},
+            "chat.announcement": {"topic": "chat.{channel}"},
+            "user.notified": {"topic": "user.{user}", "to_authids": "user"},
+        },
     }
 
 
@@ -120,10 +124,11 @@ class Stream:
         self._stop.set()
 
 
-def restart(node: LinkedNode) -> dict[str, float]:
-    """SIGTERM the node, start it again; the times of each step."""
+def restart(node: LinkedNode, down: float) -> dict[str, float]:
+    """SIGTERM the node, keep it down ``down`` seconds more, start it; the times of each step."""
     stopped_at = time.monotonic()
     node.stop()
+    time.sleep(down)
     down_at = time.monotonic()
     node.start()
     return {"stop": stopped_at, "down": down_at, "up": time.monotonic()}
@@ -135,7 +140,27 @@ def link_back(b: LinkedNode, before: int, since: float, timeout: float = 90.0) -
     return time.monotonic() - since
 
 
-def scenario(workdir: Path, name: str, rate: float) -> None:
+def beyond_exact_uris(a: LinkedNode, b: LinkedNode, bridge: Bridge) -> None:
+    """A prefix subscription and an event for one authid, each on node B, published on A."""
+    on_a, on_b = Client(a.backend_url, authid="topics"), Client(b.backend_url, authid="topics")
+    try:
+        for client in (on_a, on_b):
+            client.subscribe("chat.", match="prefix")
+            client.subscribe("user.topics")
+        time.sleep(1)
+        sender = EventSender(bridge.endpoint)
+        sender.send("chat.announcement", {"channel": "general", "text": "hi"})
+        sender.send("user.notified", {"user": "topics", "text": "for the topics authid"})
+        time.sleep(2)
+        for node, client in (("A", on_a), ("B", on_b)):
+            got = sorted(event.topic for event in client.events)
+            print(f"  node {node}: prefix chat. and eligible user.topics received {got}")
+    finally:
+        on_a.close()
+        on_b.close()
+
+
+def scenario(workdir: Path, name: str, rate: float, down: float) -> None:
     a, b = mesh(workdir / name)
     started = time.monotonic()
     a.start()
@@ -157,7 +182,7 @@ def scenario(workdir: Path, name: str, rate: float) -> None:
         if name != "steady":
             node = b if name == "restart-b" else a
             links_before = b.links_ready()
-            times = restart(node)
+            times = restart(node, down)
             mark = times["stop"]
             back = link_back(b, links_before, times["up"])
             subs["B"].wait_subscribed(timeout=30, joins=2 if node is b else 1)
@@ -176,6 +201,8 @@ def scenario(workdir: Path, name: str, rate: float) -> None:
             print(tally.line(stream.send_times, mark))
         stats = bridge.stats()
         print(f"  bridge: published={stats.get('published')} connects={stats.get('connects')}")
+        if name == "steady":
+            beyond_exact_uris(a, b, bridge)
     finally:
         stream.stop()
         for sub in subs.values():
@@ -191,11 +218,12 @@ def main() -> None:
     parser.add_argument(
         "--scenario", choices=["steady", "restart-b", "restart-a", "all"], default="all"
     )
+    parser.add_argument("--down", type=float, default=0.0, help="extra seconds a node stays down")
     args = parser.parse_args()
     names = ["steady", "restart-b", "restart-a"] if args.scenario == "all" else [args.scenario]
     workdir = Path(tempfile.mkdtemp(prefix="sandbar-rlinks-"))
     for name in names:
-        scenario(workdir, name, args.rate)
+        scenario(workdir, name, args.rate, args.down)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import yaml
 
 from sandbar.config import expand_env
 from sandbar.paths import ROUTER_TEMPLATE
+from sandbar.peers import Client
 from sandbar.procs import BIN, Proc, base_env, free_port, http_ok, wait_until
 from sandbar.router import RouterConfig
 
@@ -141,8 +142,17 @@ class LinkedNode:
         }
 
     def start(self, timeout: float = 30.0) -> Self:
+        self.launch()
+        self.wait_ready(timeout)
+        return self
+
+    def launch(self) -> None:
+        """Start ``crossbar start`` (a SIGTERMed node leaves its node.pid behind)."""
         (self.cbdir / "node.pid").unlink(missing_ok=True)
         self.proc.start()
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Until every listener of the node accepts (its rlinks may still be connecting)."""
         try:
             wait_until(
                 lambda: http_ok(f"http://127.0.0.1:{self.port}/")
@@ -154,7 +164,18 @@ class LinkedNode:
         except BaseException:
             self.proc.stop()
             raise
-        return self
+
+    def subscribers(self, topic: str) -> int:
+        """Sessions subscribed to exactly ``topic`` on this node (a peer's rlink counts one),
+        from the router's meta API."""
+        client = Client(self.backend_url, authid="topics")
+        try:
+            subscription = client.call("wamp.subscription.lookup", topic)
+            if subscription is None:
+                return 0
+            return int(client.call("wamp.subscription.count_subscribers", subscription))
+        finally:
+            client.close()
 
     def links_ready(self) -> int:
         """How many times an rlink of this node has joined its peer (from the node's log)."""
@@ -171,6 +192,19 @@ class LinkedNode:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def start_all(nodes: list[LinkedNode], timeout: float = 60.0) -> None:
+    """Start the nodes side by side (each takes seconds to boot), then wait for all."""
+    for node in nodes:
+        node.launch()
+    try:
+        for node in nodes:
+            node.wait_ready(timeout)
+    except BaseException:
+        for node in nodes:
+            node.stop()
+        raise
 
 
 def mesh(workdir: Path, names: tuple[str, ...] = ("a", "b")) -> list[LinkedNode]:
