@@ -21,7 +21,7 @@ from typing import Any
 
 from bridge import EventSender
 from tests.support.procs import Bridge, wait_until
-from tests.support.rlinks import LinkedNode, mesh
+from tests.support.rlinks import LinkedNode, mesh, start_all
 from tests.support.wamp import Client, Subscriber
 
 TOPIC = "articles"
@@ -163,10 +163,10 @@ def beyond_exact_uris(a: LinkedNode, b: LinkedNode, bridge: Bridge) -> None:
 def scenario(workdir: Path, name: str, rate: float, down: float) -> None:
     a, b = mesh(workdir / name)
     started = time.monotonic()
-    a.start()
-    b.start()
-    wait_until(lambda: a.links_ready() and b.links_ready(), 60, "both links up")
-    print(f"\n{name}: both nodes and links up in {time.monotonic() - started:.1f}s")
+    start_all([a, b])
+    if name != "early-subscribe":
+        wait_until(lambda: a.links_ready() and b.links_ready(), 60, "both links up")
+    print(f"\n{name}: nodes up in {time.monotonic() - started:.1f}s")
     subs = {
         "A": Subscriber(a.backend_url, [TOPIC], authid="topics").start(),
         "B": Subscriber(b.backend_url, [TOPIC], authid="topics").start(),
@@ -179,7 +179,7 @@ def scenario(workdir: Path, name: str, rate: float, down: float) -> None:
         thread = stream.start()
         time.sleep(2)
         mark = None
-        if name != "steady":
+        if name not in ("steady", "early-subscribe"):
             node = b if name == "restart-b" else a
             links_before = b.links_ready()
             times = restart(node, down)
@@ -216,14 +216,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=100.0, help="events per second")
     parser.add_argument(
-        "--scenario", choices=["steady", "restart-b", "restart-a", "all"], default="all"
+        "--scenario",
+        choices=["steady", "restart-b", "restart-a", "early-subscribe", "all"],
+        default="all",
+        help="early-subscribe: subscribe on B while B's link may still be joining A",
     )
+    parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--down", type=float, default=0.0, help="extra seconds a node stays down")
     args = parser.parse_args()
     names = ["steady", "restart-b", "restart-a"] if args.scenario == "all" else [args.scenario]
     workdir = Path(tempfile.mkdtemp(prefix="sandbar-rlinks-"))
-    for name in names:
-        scenario(workdir, name, args.rate, args.down)
+    for run in range(args.repeat):
+        for name in names:
+            scenario(workdir / str(run), name, args.rate, args.down)
 
 
 if __name__ == "__main__":

@@ -52,9 +52,7 @@ def node_public_key(cbdir: Path) -> str:
     raise ValueError(f"{cbdir / 'key.pub'}: no public-key-ed25519 line")
 
 
-_MAKE_KEY = (
-    "import sys; from crossbar.common.key import _maybe_generate_node_key as make; make(sys.argv[1])"
-)
+_MAKE_KEY = "import sys; from crossbar.common.key import _maybe_generate_node_key as make; make(sys.argv[1])"
 
 
 def _rlink_role() -> dict[str, Any]:
@@ -136,9 +134,7 @@ class LinkedNode:
             "type": "rawsocket",
             "endpoint": {"type": "tcp", "interface": "127.0.0.1", "port": self.rlink_port},
             "serializers": ["cbor"],
-            "auth": {
-                "cryptosign": {"type": "static", "principals": {RLINK_ROLE: principal}}
-            },
+            "auth": {"cryptosign": {"type": "static", "principals": {RLINK_ROLE: principal}}},
         }
 
     def start(self, timeout: float = 30.0) -> Self:
@@ -155,9 +151,11 @@ class LinkedNode:
         """Until every listener of the node accepts (its rlinks may still be connecting)."""
         try:
             wait_until(
-                lambda: http_ok(f"http://127.0.0.1:{self.port}/")
-                and _port_open(self.backend_port)
-                and _port_open(self.rlink_port),
+                lambda: (
+                    http_ok(f"http://127.0.0.1:{self.port}/")
+                    and _port_open(self.backend_port)
+                    and _port_open(self.rlink_port)
+                ),
                 timeout,
                 f"node {self.name} ready",
             )
