@@ -17,34 +17,13 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from bridge import EventSender
 from tests.support.procs import Bridge, wait_until
-from tests.support.rlinks import LinkedNode, mesh, start_all
+from tests.support.rlinks import LinkedNode, bridge_config, mesh, start_all
 from tests.support.wamp import Client, Subscriber
 
 TOPIC = "articles"
-
-
-def bridge_config(url: str) -> dict[str, Any]:
-    """The test bridge config: fast reconnects, one route onto ``articles``."""
-    return {
-        "zmq": {"bind": "${SANDBAR_BRIDGE_BIND}"},
-        "router": {
-            "url": url,
-            "authid": "bridge",
-            "ticket": "${SANDBAR_BACKEND_SECRET}",
-            "retry_initial_delay": 0.1,
-            "retry_max_delay": 0.5,
-        },
-        "publish": {"max_in_flight": 16, "buffer_size": 10000},
-        "routes": {
-            "article.created": {"topic": TOPIC},
-            "chat.announcement": {"topic": "chat.{channel}"},
-            "user.notified": {"topic": "user.{user}", "to_authids": "user"},
-        },
-    }
 
 
 @dataclass

@@ -22,25 +22,10 @@ import pytest
 
 from bridge import EventSender
 from tests.support.procs import Bridge, wait_until
-from tests.support.rlinks import LinkedNode, mesh, start_all
+from tests.support.rlinks import LinkedNode, bridge_config, mesh, start_all
 from tests.support.wamp import Subscriber
 
 TOPIC = "articles"
-
-
-def _bridge_config(url: str) -> dict[str, Any]:
-    return {
-        "zmq": {"bind": "${SANDBAR_BRIDGE_BIND}"},
-        "router": {
-            "url": url,
-            "authid": "bridge",
-            "ticket": "${SANDBAR_BACKEND_SECRET}",
-            "retry_initial_delay": 0.1,
-            "retry_max_delay": 0.5,
-        },
-        "publish": {"max_in_flight": 16, "buffer_size": 10000},
-        "routes": {"article.created": {"topic": TOPIC}},
-    }
 
 
 @dataclass
@@ -80,7 +65,7 @@ def linked(tmp_path: Path) -> Iterator[Mesh]:
         on_b = Subscriber(b.backend_url, [TOPIC], authid="topics").start()
         started.append(on_b)
         # Bridge types its router as the single-node Router; it only reads .backend_url.
-        bridge = Bridge(tmp_path, a, _bridge_config(a.backend_url), router_url=a.backend_url)  # type: ignore[arg-type]
+        bridge = Bridge(tmp_path, a, bridge_config(a.backend_url), router_url=a.backend_url)  # type: ignore[arg-type]
         started.append(bridge.start())
         linked = Mesh(a, b, on_a, on_b, EventSender(bridge.endpoint))
         linked.forwarding()

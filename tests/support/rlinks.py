@@ -192,6 +192,27 @@ class LinkedNode:
         self.stop()
 
 
+def bridge_config(url: str) -> dict[str, Any]:
+    """A bridge config for node A: fast reconnects; an exact, a prefix-reachable and a
+    per-user route."""
+    return {
+        "zmq": {"bind": "${SANDBAR_BRIDGE_BIND}"},
+        "router": {
+            "url": url,
+            "authid": "bridge",
+            "ticket": "${SANDBAR_BACKEND_SECRET}",
+            "retry_initial_delay": 0.1,
+            "retry_max_delay": 0.5,
+        },
+        "publish": {"max_in_flight": 16, "buffer_size": 10000},
+        "routes": {
+            "article.created": {"topic": "articles"},
+            "chat.announcement": {"topic": "chat.{channel}"},
+            "user.notified": {"topic": "user.{user}", "to_authids": "user"},
+        },
+    }
+
+
 def start_all(nodes: list[LinkedNode], timeout: float = 60.0) -> None:
     """Start the nodes side by side (each takes seconds to boot), then wait for all."""
     for node in nodes:
