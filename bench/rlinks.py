@@ -4,7 +4,7 @@ the bridge publishing to node A at a steady rate, a backend subscriber on each n
 Per scenario (steady state; SIGTERM + start of node B while events flow; the same for node
 A), it counts for each subscriber what arrived: received, unique, duplicates, in order,
 missing (with the send-time window of the missing run, relative to the restart), and how
-long the link took to come back. The findings are in docs/rlinks.md.
+long the link took to come back. The findings are in the README (Scaling, rlinks).
 
     python -m bench.rlinks [--rate 100] [--scenario steady|restart-b|restart-a|all]
 """

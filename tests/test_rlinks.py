@@ -6,7 +6,7 @@ backend subscriber on each node. Asserted here is only what the evaluation found
 steady-state forwarding of an exact topic (every event, in order, once), and forwarding
 that resumes, without duplicates, once a restarted node and its link are back. Events
 published while node B or the link is down are lost for B's subscribers (the bridge's
-acknowledgement comes from A alone); bench/rlinks.py measures that and docs/rlinks.md
+acknowledgement comes from A alone); bench/rlinks.py measures that and the README (Scaling, rlinks)
 reports it, with the Crossbar issues involved.
 """
 

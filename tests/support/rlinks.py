@@ -1,5 +1,5 @@
 """Two (or more) Crossbar router nodes joined by router-to-router links (rlinks), for the
-rlinks evaluation (docs/rlinks.md). Not a shipped layout: rlinks lose events across a
+rlinks evaluation (the README (Scaling, rlinks)). Not a shipped layout: rlinks lose events across a
 restart of either node, so Sandbar does not offer this to users.
 
 Each node is rendered from the shipped template (.crossbar/config.yaml) onto free ports,
