@@ -54,7 +54,7 @@ from bridge.client import EventSender
 from bridge.curve import connect_as_client
 from bridge.envelope import Ack, Envelope, MalformedFrame
 from bridge.routes import RouteTable
-from sandbar import tracing
+from sandbar import jsoncodec, tracing
 
 log = logging.getLogger("sandbar.api.outbox")
 
@@ -126,7 +126,7 @@ def record(
     )
     try:
         publication = routes.resolve(envelope)
-        body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+        body = jsoncodec.dumps(payload).decode()
     except MalformedFrame as exc:
         raise ValueError(f"event '{name}' cannot be sent: {exc.detail}") from None
     except (TypeError, ValueError) as exc:

@@ -16,13 +16,12 @@ subscribers get it in the kwargs. One that is not a valid traceparent is dropped
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbar import tracing
+from sandbar import jsoncodec, tracing
 from sandbar.nesting import DEFAULT_MAX_DEPTH, json_too_deep
 
 VERSION = 1
@@ -75,7 +74,7 @@ class Envelope:
             document["reply_to"] = self.reply_to
         if self.others is not None:
             document["others"] = self.others
-        return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
+        return jsoncodec.dumps(document)
 
     def meta(self) -> dict[str, Any]:
         """What subscribers receive beside the payload (as WAMP kwargs)."""
@@ -95,8 +94,8 @@ class Envelope:
         if json_too_deep(frame, DEFAULT_MAX_DEPTH):  # before the decoder recurses into it
             raise MalformedFrame("too_deep", f"nested more than {DEFAULT_MAX_DEPTH} levels deep")
         try:
-            document = json.loads(frame)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            document = jsoncodec.loads(frame)
+        except (UnicodeDecodeError, jsoncodec.JSONDecodeError) as exc:
             raise MalformedFrame("not_json", str(exc)) from None
         except RecursionError:  # not JSON enough for the depth check to see the nesting
             raise MalformedFrame("too_deep", "nested too deep to decode") from None
@@ -172,9 +171,9 @@ class Ack:
         document: dict[str, Any] = {"id": self.id, "ok": self.ok}
         if self.error is not None:
             document["error"] = self.error
-        return json.dumps(document, separators=(",", ":")).encode()
+        return jsoncodec.dumps(document)
 
     @classmethod
     def from_bytes(cls, frame: bytes) -> Ack:
-        document = json.loads(frame)
+        document = jsoncodec.loads(frame)
         return cls(str(document["id"]), bool(document["ok"]), document.get("error"))

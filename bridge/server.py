@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import functools
 import itertools
-import json
 import logging
 import sys
 import time
@@ -36,7 +35,7 @@ from bridge.others import leave_out
 from bridge.routes import Publication
 from bridge.schemas import load_event_schemas
 from bridge.sequencer import Sequencer
-from sandbar import metrics, tracing
+from sandbar import jsoncodec, metrics, tracing
 from sandbar.config import ConfigError
 from sandbar.logs import setup_logging
 from sandbar.schemas import EventSchemas, PayloadMismatch
@@ -111,7 +110,7 @@ def _refusal_address(frame: bytes, sender: bytes) -> tuple[str, bytes] | None:
     answer, if it asked for one (``ack: true``) and is JSON enough to say so;
     fire-and-forget senders never read answers."""
     try:
-        document = json.loads(frame)
+        document = jsoncodec.loads(frame)
         event_id = document.get("id") if document.get("ack") is True else None
     except Exception:
         return None
