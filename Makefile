@@ -28,13 +28,15 @@ test: $(STAMP) $(VENDOR) browser postgresql
 
 # Every path beside the router's ceiling (bench/paths.py), then reliable vs fire-and-forget;
 # the rest paths on SQLite and on a throwaway PostgreSQL server.
-bench: $(STAMP) postgresql
+bench: $(STAMP) $(VENDOR) browser postgresql
 	$(BIN)/python -m bench.paths
 	$(BIN)/python -m bench.delivery
+	$(BIN)/python -m bench.browser_age
 
-bench-quick: $(STAMP) postgresql
+bench-quick: $(STAMP) $(VENDOR) browser postgresql
 	$(BIN)/python -m bench.paths --quick
 	$(BIN)/python -m bench.delivery --quick
+	$(BIN)/python -m bench.browser_age --quick
 
 # What one node holds: idle connections in steps, broadcast, sustained deliveries, with 0
 # and 2 proxy workers (bench/scale.py; bounded by the file-descriptor hard limit).
