@@ -26,8 +26,9 @@ test: $(STAMP) $(VENDOR) browser postgresql
 	bash docker/engine.sh  # the compose test needs a Docker engine: installs/starts one if need be
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
-# Every path beside the router's ceiling (bench/paths.py), then reliable vs fire-and-forget;
-# the rest paths on SQLite and on a throwaway PostgreSQL server.
+# Every path beside the router's ceiling (bench/paths.py), then reliable vs fire-and-forget
+# and the cost of metrics and tracing (bench/delivery.py; the rest paths on SQLite and on a
+# throwaway PostgreSQL server), then commit -> browser age in real Chromium (bench/browser_age.py).
 bench: $(STAMP) $(VENDOR) browser postgresql
 	$(BIN)/python -m bench.paths
 	$(BIN)/python -m bench.delivery
