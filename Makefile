@@ -26,15 +26,18 @@ test: $(STAMP) $(VENDOR) browser postgresql
 	bash docker/engine.sh  # the compose test needs a Docker engine: installs/starts one if need be
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
-# Every path beside the router's ceiling (bench/paths.py), then reliable vs fire-and-forget;
-# the rest paths on SQLite and on a throwaway PostgreSQL server.
-bench: $(STAMP) postgresql
+# Every path beside the router's ceiling (bench/paths.py), then reliable vs fire-and-forget
+# and the cost of metrics and tracing (bench/delivery.py; the rest paths on SQLite and on a
+# throwaway PostgreSQL server), then commit -> browser age in real Chromium (bench/browser_age.py).
+bench: $(STAMP) $(VENDOR) browser postgresql
 	$(BIN)/python -m bench.paths
 	$(BIN)/python -m bench.delivery
+	$(BIN)/python -m bench.browser_age
 
-bench-quick: $(STAMP) postgresql
+bench-quick: $(STAMP) $(VENDOR) browser postgresql
 	$(BIN)/python -m bench.paths --quick
 	$(BIN)/python -m bench.delivery --quick
+	$(BIN)/python -m bench.browser_age --quick
 
 # What one node holds: idle connections in steps, broadcast, sustained deliveries, with 0
 # and 2 proxy workers (bench/scale.py; bounded by the file-descriptor hard limit).

@@ -4,7 +4,9 @@ The bare path is the same Flask app without Sandbar (bench/bare_app.py): the yar
 Both delivery paths, on SQLite and on a throwaway PostgreSQL server (``-pg``), run side by side
 against the same router and bridge, each with its own API (gunicorn, 2 workers) and
 database, measured in alternating rounds so that machine noise hits all alike, with the
-same client and subscribers as ``bench.paths``. Prints a markdown table; writes JSON next
+same client and subscribers as ``bench.paths``. The reliable path on SQLite runs twice more,
+with the API's metrics on (``reliable+metrics``) and with tracing on (``reliable+tracing``),
+so that their cost is measured in the same rounds. Prints a markdown table; writes JSON next
 to it.
 
     python -m bench.delivery [--quick]
@@ -17,6 +19,7 @@ import asyncio
 import json
 import platform
 import statistics
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -47,8 +50,9 @@ async def measure(
     rate: float,
     seconds: float,
 ) -> Results:
-    """Every path in each round, one after the other. The bare app sends no event: its
-    figures are POSTs answered per second and the time to the answer."""
+    """Every path in each round, one after the other (each round starting one path further
+    on). The bare app sends no event: its figures are POSTs answered per second and the
+    time to the answer."""
     results: Results = {path: {"eps": [], "lat": []} for path in apis}
     publishers = {path: Rest(api.port, api.auth) for path, api in apis.items()}
     pids = {f"api-{path}": api.proc.pid for path, api in apis.items()}
@@ -61,7 +65,8 @@ async def measure(
             else:
                 await throughput(pub, pool, f"warm-{path}", 200, pids)
         for r in range(rounds):
-            for path, pub in publishers.items():
+            for path in _rotated(list(publishers), r):
+                pub = publishers[path]
                 bare = isinstance(apis[path], BareServer)
                 if bare:
                     eps = await burst(pub, count)
@@ -80,6 +85,11 @@ async def measure(
             await pub.close()
         await asyncio.to_thread(pool.close)
     return results
+
+
+def _rotated(paths: list[str], r: int) -> list[str]:
+    """Round ``r`` starts ``r`` paths further on, so no path always runs after the same one."""
+    return paths[r % len(paths) :] + paths[: r % len(paths)]
 
 
 class BareServer:
@@ -127,6 +137,9 @@ def main() -> None:
     report(results, rounds, count, rate)
 
 
+#: the reliable path (SQLite) with the API's metrics on, and with tracing on
+COST_METRICS, COST_TRACING = "reliable+metrics", "reliable+tracing"
+
 #: the issue's targets (verdicts, not tests): x bare on the same database, and latency
 TARGETS = {"reliable": 0.6, "fire-and-forget": 0.85}
 P99_TARGET_MS = 4.0
@@ -138,6 +151,7 @@ def _run(
     router = Router(work).start()
     topics = Topics(work, router).start()
     bridge = Bridge(work, router).start()
+    receiver, otlp_url = _otlp_receiver(work)
     apis: dict[str, Api | BareServer] = {}
     for suffix in ("", "-pg"):
         for name, delivery in (("fire-and-forget", "fire_and_forget"), ("reliable", "reliable")):
@@ -148,6 +162,7 @@ def _run(
         (work / f"bare{suffix}").mkdir()
         url = pg.create_database("sandbar_bench") if suffix else None
         apis[f"bare{suffix}"] = BareServer(work / f"bare{suffix}", url)
+    apis.update(_costed(work, bridge.endpoint, otlp_url))
     try:
         for api in apis.values():
             api.start()
@@ -157,9 +172,31 @@ def _run(
     finally:
         for api in apis.values():
             api.stop()
+        receiver.stop()
         bridge.stop()
         topics.stop()
         router.stop()
+
+
+def _otlp_receiver(work: Path) -> tuple[Proc, str]:
+    """A real OTLP/HTTP receiver (tests/support/otlp.py) in a process of its own."""
+    port = free_port()
+    argv = [sys.executable, "-m", "tests.support.otlp", "--port", str(port)]
+    receiver = Proc("otlp", argv, base_env(), work, cwd=ROOT)
+    receiver.start()
+    return receiver, f"http://127.0.0.1:{port}"
+
+
+def _costed(work: Path, endpoint: str, otlp_url: str) -> dict[str, Api]:
+    """The reliable path on SQLite with one observability feature on, as ``sandbar up``
+    runs it: metrics (gunicorn multiprocess mode, the master serving /metrics on
+    SANDBAR_API_METRICS_PORT), or tracing (spans exported over OTLP)."""
+    (work / COST_METRICS).mkdir()
+    metered = Api(work / COST_METRICS, endpoint, metrics_port=str(free_port()))
+    (work / COST_TRACING).mkdir()
+    traced = Api(work / COST_TRACING, endpoint)
+    traced.proc.env["OTEL_EXPORTER_OTLP_ENDPOINT"] = otlp_url
+    return {COST_METRICS: metered, COST_TRACING: traced}
 
 
 def _rows(results: Results) -> list[dict[str, Any]]:
@@ -176,6 +213,9 @@ def _rows(results: Results) -> list[dict[str, Any]]:
                 "x_bare": round(eps / bare, 2),
                 "x_fire_and_forget": round(eps / statistics.median(forget["eps"]), 2)
                 if forget and not path.startswith("bare")
+                else None,
+                "x_reliable": round(eps / statistics.median(results["reliable"]["eps"]), 3)
+                if "+" in path
                 else None,
                 "p50_ms": round(percentile(r["lat"], 50), 2),
                 "p99_ms": round(percentile(r["lat"], 99), 2),
@@ -201,6 +241,21 @@ def _verdicts(rows: list[dict[str, Any]], rate: float) -> list[str]:
     return lines
 
 
+def _costs(rows: list[dict[str, Any]]) -> list[str]:
+    """What metrics and tracing cost the reliable REST path, measured in the same rounds."""
+    by_path = {row["path"]: row for row in rows}
+    base = by_path["reliable"]
+    lines = []
+    for path in (COST_METRICS, COST_TRACING):
+        row = by_path[path]
+        lines.append(
+            f"COST {path}: {row['x_reliable']} x reliable's events/s ({row['events_per_s']} vs "
+            f"{base['events_per_s']}: {100 * (1 - row['x_reliable']):+.1f} %); p50 {row['p50_ms']} vs "
+            f"{base['p50_ms']} ms, p99 {row['p99_ms']} vs {base['p99_ms']} ms"
+        )
+    return lines
+
+
 def report(results: Results, rounds: int, count: int, rate: float) -> None:
     rows = _rows(results)
     print(
@@ -208,17 +263,22 @@ def report(results: Results, rounds: int, count: int, rate: float) -> None:
         f"median of {rounds} rounds of {count} POSTs (8 keep-alive connections), gunicorn "
         f"2 workers x 4 threads for each; events/s counted at a subscriber (bare: POSTs "
         f"answered/s); latency at {rate:.0f}/s after 1 s of warm-up, POST sent -> event "
-        "received (bare: -> answer); -pg: on PostgreSQL (local, fsync on)\n"
+        "received (bare: -> answer); -pg: on PostgreSQL (local, fsync on); reliable+metrics: "
+        "the API's metrics on (multiprocess mode, /metrics on its own port), reliable+tracing: "
+        "spans exported over OTLP to a local receiver (both SQLite, x reliable: their cost)\n"
     )
-    print("| path | events/s | x bare | x fire-and-forget | p50 ms | p99 ms | max ms |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print(
+        "| path | events/s | x bare | x fire-and-forget | x reliable | p50 ms | p99 ms | max ms |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         forget = "" if row["x_fire_and_forget"] is None else row["x_fire_and_forget"]
+        reliable = "" if row["x_reliable"] is None else row["x_reliable"]
         print(
             f"| {row['path']} | {row['events_per_s']} | {row['x_bare']} | {forget} | "
-            f"{row['p50_ms']} | {row['p99_ms']} | {row['max_ms']} |"
+            f"{reliable} | {row['p50_ms']} | {row['p99_ms']} | {row['max_ms']} |"
         )
-    verdicts = _verdicts(rows, rate)
+    verdicts = _verdicts(rows, rate) + _costs(rows)
     print("\n" + "\n".join(verdicts))
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / "delivery.json"
