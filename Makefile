@@ -33,6 +33,7 @@ bench: $(STAMP) $(VENDOR) browser postgresql
 	$(BIN)/python -m bench.paths
 	$(BIN)/python -m bench.delivery
 	$(BIN)/python -m bench.browser_age
+	$(BIN)/python -m bench.schema_cost
 
 bench-quick: $(STAMP) $(VENDOR) browser postgresql
 	$(BIN)/python -m bench.paths --quick
