@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import requests
 
 from tests.support.catchup import CatchUpSubscriber
 from tests.support.compose import Stack, compose_v2, run
@@ -83,6 +82,10 @@ def edges(base: str) -> Iterator[EdgeStack]:  # noqa: F811
         stack.down()
 
 
+def _wait_delivered(subscriber: CatchUpSubscriber, count: int) -> None:
+    wait_until(lambda: len(subscriber.delivered) >= count, 30, f"{count} articles delivered")
+
+
 def _token(auth: dict[str, str]) -> str:
     return auth["Authorization"].removeprefix("Bearer ")
 
@@ -119,9 +122,7 @@ def test_edges_deliver_and_a_killed_edges_clients_move_to_the_other(edges: EdgeS
         assert moved < 15, f"took {moved:.1f}s to reconnect to edge B"
         total = 1 + len(posted)
         for subscriber in (on_a, on_b):
-            wait_until(
-                lambda s=subscriber: len(s.delivered) >= total, 30, "every article delivered"
-            )
+            _wait_delivered(subscriber, total)
             assert subscriber.delivered == list(range(1, total + 1)), "nothing lost or doubled"
             assert len(subscriber.raw) == len(set(subscriber.raw)), "no event twice off the wire"
         assert on_b.joins == 1, "edge B's subscriber never noticed"
