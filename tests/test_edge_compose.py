@@ -15,9 +15,10 @@ from typing import Any
 
 import pytest
 
+from sandbar.session_proof import verify
 from tests.support.catchup import CatchUpSubscriber
 from tests.support.compose import Stack, compose_v2, run
-from tests.support.procs import ROOT, free_port, wait_until
+from tests.support.procs import ROOT, SECRET, free_port, wait_until
 from tests.test_compose import base, post_article, sign_in  # noqa: F401  (the image, built once)
 
 pytestmark = pytest.mark.timeout(1500)
@@ -37,6 +38,24 @@ async def main():
     print(json.dumps(found))
 asyncio.run(main())
 """
+
+
+class Signed(CatchUpSubscriber):
+    """Keeps each WELCOME's details: the session proof for toOthers is in its authextra."""
+
+    welcomes: list[Any]
+
+    async def _on_join(self, session: Any, details: Any) -> None:
+        self.welcomes = [*getattr(self, "welcomes", []), details]
+        await super()._on_join(session, details)
+
+
+def _assert_proofs_hold(subscriber: Signed) -> None:
+    """The core re-signs a proxied session's proof for its final id, with the backend
+    secret only the core holds (the edges have none): the bridge would accept it."""
+    for details in subscriber.welcomes:
+        proof = details.authextra["session_proof"]
+        assert verify(SECRET, details.session, details.authid, proof), details
 
 
 class EdgeStack(Stack):
@@ -98,8 +117,8 @@ def test_edges_deliver_and_a_killed_edges_clients_move_to_the_other(edges: EdgeS
     auth = sign_in(edges)
     token = _token(auth)
     a, b = (edges.edge_url(edge) for edge in EDGES)
-    on_a = CatchUpSubscriber([a, b], "articles", edges.api_url, ticket=token).start(timeout=30)
-    on_b = CatchUpSubscriber([b, a], "articles", edges.api_url, ticket=token).start(timeout=30)
+    on_a = Signed([a, b], "articles", edges.api_url, ticket=token).start(timeout=30)
+    on_b = Signed([b, a], "articles", edges.api_url, ticket=token).start(timeout=30)
     try:
         first = post_article(edges, "through the core", auth)
         for subscriber in (on_a, on_b):
@@ -126,6 +145,9 @@ def test_edges_deliver_and_a_killed_edges_clients_move_to_the_other(edges: EdgeS
             assert subscriber.delivered == list(range(1, total + 1)), "nothing lost or doubled"
             assert len(subscriber.raw) == len(set(subscriber.raw)), "no event twice off the wire"
         assert on_b.joins == 1, "edge B's subscriber never noticed"
+        for subscriber in (on_a, on_b):
+            _assert_proofs_hold(subscriber)
+        assert len(on_a.welcomes) == 2
         assert on_a.fetched + len(on_a.raw) >= total
         assert edges.containers()["edge-a"]["State"]["Status"] == "exited"
         users = [s for s in edges.core_sessions() if s["authrole"] == "user"]
