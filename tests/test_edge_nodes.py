@@ -154,6 +154,9 @@ def test_a_trusted_edge_forwards_the_browser_and_an_untrusted_one_is_refused(
         f"--trusted-keys={tmp_path / 'keys' / 'trusted'}", f"--run-dir={tmp_path / 'core'}",
     ])  # fmt: skip
     core.start(lambda: _backend_answers(backend))
+    health = [str(BIN / "sandbar"), "health", "router", "--url", f"rs://127.0.0.1:{backend}"]
+    checked = subprocess.run(health, capture_output=True, text=True, timeout=60, env=base_env())
+    assert checked.returncode == 0, checked.stderr  # the core's container healthcheck
     edges = []
     try:
         for name, keys in (("edge_a", "keys"), ("edge_b", "other")):
