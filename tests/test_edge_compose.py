@@ -1,7 +1,8 @@
 """docker-compose.edge.yml, really run: the router service as the core and two edge nodes of
 proxy workers (edge-a, edge-b), each its own container on its own published port, their
 node keys made by the one-shot edge-keys service and trusted by the core. Signed-in
-subscribers on each edge receive an article POSTed to the API; after ``docker kill`` of
+subscribers on each edge and a Chromium demo page (AutobahnJS, both edges' URLs) receive an
+article POSTed to the API; after ``docker kill`` of
 edge A, its subscriber (given both edges' URLs) is back on edge B within seconds and has
 every article exactly once (catch-up over GET /events); the core's session list shows the
 signed-in user's identity, not the edges'."""
@@ -14,8 +15,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from playwright.sync_api import expect
 
 from sandbar.session_proof import verify
+from tests.support.browser import Pages, launch
 from tests.support.catchup import CatchUpSubscriber
 from tests.support.compose import Stack, compose_v2, run
 from tests.support.procs import ROOT, SECRET, free_port, wait_until
@@ -80,6 +83,10 @@ class EdgeStack(Stack):
             "SANDBAR_EDGE_A_PORT": str(self.edge_ports["edge-a"]),
             "SANDBAR_EDGE_B_PORT": str(self.edge_ports["edge-b"]),
             "SANDBAR_EDGE_PROXIES": "1",  # two edges of one proxy each on this 2-core machine
+            # the demo page, served by edge A, reads GET /articles and GET /events
+            "SANDBAR_API_CORS_ORIGINS": ",".join(
+                f"http://127.0.0.1:{port}" for port in self.edge_ports.values()
+            ),
         }
 
     def edge_url(self, edge: str) -> str:
@@ -123,38 +130,58 @@ def test_edges_deliver_and_a_killed_edges_clients_move_to_the_other(edges: EdgeS
     on_a = Signed([a, b], "articles", edges.api_url, ticket=token).start(timeout=30)
     on_b = Signed([b, a], "articles", edges.api_url, ticket=token).start(timeout=30)
     try:
-        first = post_article(edges, "through the core", auth)
-        for subscriber in (on_a, on_b):
-            [event] = subscriber.wait_for(1, timeout=20)
-            assert event.args == (first,)
-
-        users = [s for s in edges.core_sessions() if s["authrole"] == "user"]
-        assert [(s["authid"], s["authmethod"]) for s in users] == [
-            ("tester", "cryptosign-proxy"),
-            ("tester", "cryptosign-proxy"),
-        ], "the browsers' own identity at the core, joined through the edges"
-
-        edge_a = containers["edge-a"]["Id"]
-        run(["docker", "kill", edge_a], timeout=60)
-        killed = time.monotonic()
-        posted = [post_article(edges, f"after the kill #{n}", auth) for n in range(5)]
-        on_a.wait_subscribed(timeout=20, joins=2)
-        moved = time.monotonic() - killed
-        print(f"edge A's subscriber back on edge B after {moved:.1f}s")
-        assert moved < 15, f"took {moved:.1f}s to reconnect to edge B"
-        total = 1 + len(posted)
-        for subscriber in (on_a, on_b):
-            _wait_delivered(subscriber, total)
-            assert subscriber.delivered == list(range(1, total + 1)), "nothing lost or doubled"
-            assert len(subscriber.raw) == len(set(subscriber.raw)), "no event twice off the wire"
-        assert on_b.joins == 1, "edge B's subscriber never noticed"
-        for subscriber in (on_a, on_b):
-            _assert_proofs_hold(subscriber)
-        assert len(on_a.welcomes) == 2
-        assert on_a.fetched + len(on_a.raw) >= total
-        assert edges.containers()["edge-a"]["State"]["Status"] == "exited"
-        users = [s for s in edges.core_sessions() if s["authrole"] == "user"]
-        assert [s["authid"] for s in users] == ["tester", "tester"], "both on edge B now"
+        with launch() as browser:
+            pages = Pages(browser).point_at(edges.edge_ports["edge-a"], edges.api_url)
+            try:
+                _run(edges, auth, on_a, on_b, pages)
+            except BaseException:
+                print("\n".join(pages.console[-40:]))
+                raise
+            finally:
+                pages.close()
     finally:
         on_a.close()
         on_b.close()
+
+
+def _run(edges: EdgeStack, auth: dict[str, str], on_a: Signed, on_b: Signed, pages: Pages) -> None:
+    a, b = (edges.edge_url(edge) for edge in EDGES)
+    page = pages.open(ws=f"{a},{b}")  # AutobahnJS, the demo page served by edge A
+    expect(page.locator("#feed-status")).to_have_attribute("data-kind", "live", timeout=30_000)
+    first = post_article(edges, "through the core", auth)
+    for subscriber in (on_a, on_b):
+        [event] = subscriber.wait_for(1, timeout=20)
+        assert event.args == (first,)
+
+    users = [s for s in edges.core_sessions() if s["authrole"] == "user"]
+    assert [(s["authid"], s["authmethod"]) for s in users] == [
+        ("tester", "cryptosign-proxy"),
+        ("tester", "cryptosign-proxy"),
+    ], "the browsers' own identity at the core, joined through the edges"
+
+    edge_a = edges.containers()["edge-a"]["Id"]
+    run(["docker", "kill", edge_a], timeout=60)
+    killed = time.monotonic()
+    posted = [post_article(edges, f"after the kill #{n}", auth) for n in range(5)]
+    on_a.wait_subscribed(timeout=20, joins=2)
+    moved = time.monotonic() - killed
+    print(f"edge A's subscriber back on edge B after {moved:.1f}s")
+    assert moved < 15, f"took {moved:.1f}s to reconnect to edge B"
+    total = 1 + len(posted)
+    for subscriber in (on_a, on_b):
+        _wait_delivered(subscriber, total)
+        assert subscriber.delivered == list(range(1, total + 1)), "nothing lost or doubled"
+        assert len(subscriber.raw) == len(set(subscriber.raw)), "no event twice off the wire"
+    assert on_b.joins == 1, "edge B's subscriber never noticed"
+    for subscriber in (on_a, on_b):
+        _assert_proofs_hold(subscriber)
+    assert len(on_a.welcomes) == 2
+    assert on_a.fetched + len(on_a.raw) >= total
+    assert edges.containers()["edge-a"]["State"]["Status"] == "exited"
+    users = [s for s in edges.core_sessions() if s["authrole"] == "user"]
+    assert [s["authid"] for s in users] == ["tester", "tester"], "both on edge B now"
+    for article in [first, *posted]:  # the page moved to edge B and caught up, once each
+        item = page.locator(f'#feed-list li[data-id="{article["id"]}"]')
+        expect(item).to_have_count(1, timeout=30_000)
+    expect(page.locator("body")).to_have_attribute("data-connection", "open")
+    expect(page.locator("#connection-detail")).to_contain_text("session")
