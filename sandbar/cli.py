@@ -16,7 +16,7 @@ from pydantic import Field
 from bridge.keys import ensure_stack_keys
 from sandbar import metrics
 from sandbar.config import ConfigError, StrictModel, validate_config
-from sandbar.health import bridge_ready, http_ready, topics_ready
+from sandbar.health import bridge_ready, http_ready, router_ready, topics_ready
 from sandbar.logs import log_format, setup_logging
 from sandbar.paths import ROOT, RUN_DIR
 from sandbar.router import MAX_PROXIES, PROXIES_VAR
@@ -200,7 +200,7 @@ def up(config: UpConfig) -> int:
 def health(service: str, url: str | None) -> int:
     """Check one service once; print why it is not ready."""
     env = os.environ
-    if service in ("router", "api"):
+    if service in ("router", "api") and not (url or "").startswith("rs://"):
         default = (
             "http://127.0.0.1:8080/" if service == "router" else "http://127.0.0.1:5000/healthz"
         )
@@ -211,7 +211,8 @@ def health(service: str, url: str | None) -> int:
             authid="topics",
             ticket=ensure_backend_secret(),
         )
-        check = topics_ready(backend) if service == "topics" else bridge_ready(backend)
+        checks = {"topics": topics_ready, "bridge": bridge_ready, "router": router_ready}
+        check = checks[service](backend)
     try:
         ok = asyncio.run(asyncio.wait_for(check, 5))
     except Exception as exc:
@@ -276,6 +277,14 @@ def main(argv: list[str] | None = None) -> None:
         type=Path,
         help="instead, write DIR/bridge.keys and DIR/api.keys (mode 0600) unless both exist",
     )
+    node_keys_parser = commands.add_parser(
+        "node-keys",
+        help="make edge nodes' Crossbar keys (kept if present) and the core's trusted copies",
+    )
+    node_keys_parser.add_argument(
+        "folder", type=Path, help="writes FOLDER/<node id>/key.* and FOLDER/trusted/<id>.pub"
+    )
+    node_keys_parser.add_argument("node_ids", nargs="+", metavar="NODE_ID")
     routes_parser = commands.add_parser("routes", help="list the bridge routes: event → topic")
     routes_parser.add_argument("--bridge-config", type=Path, default=defaults.bridge_config)
     topics_parser = commands.add_parser("topics", help="list the declared topics and their hooks")
@@ -309,6 +318,12 @@ def main(argv: list[str] | None = None) -> None:
                 raise SystemExit(0)
             public, secret = new_keypair()
             print(f"public: {public}\nsecret: {secret}")
+            raise SystemExit(0)
+        if args.command == "node-keys":
+            from sandbar.node_keys import make_node_keys
+
+            for node_id, key in make_node_keys(args.folder, args.node_ids).items():
+                print(f"{node_id}: {key}")
             raise SystemExit(0)
         if args.command == "health":
             raise SystemExit(health(args.service, args.url))

@@ -19,6 +19,11 @@ async def http_ready(url: str) -> bool:
     return await asyncio.to_thread(_http_ok, url)
 
 
+async def router_ready(backend: RouterConnection) -> bool:
+    """A router with no browsers' transport (a core node) answers its backends."""
+    return isinstance(await call_backend(backend, "wamp.session.count", timeout=2), int)
+
+
 async def topics_ready(backend: RouterConnection) -> bool:
     """The topics service is joined and answers ``sandbar.topics.list``."""
     return isinstance(await call_backend(backend, "sandbar.topics.list", timeout=2), list)

@@ -7,7 +7,7 @@ import contextlib
 import inspect
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Self
@@ -63,34 +63,41 @@ class LoopThread:
         self._thread.join(5)
 
 
+def _transport(url: str, reconnect: bool) -> dict[str, Any]:
+    transport: dict[str, Any] = {"url": url, "max_retries": -1 if reconnect else 0}
+    if reconnect:
+        transport.update(initial_retry_delay=0.1, max_retry_delay=0.5, retry_delay_growth=1.5)
+    if url.startswith("rs://"):
+        transport.update(type="rawsocket", serializer="msgpack")
+    else:
+        transport.update(serializers=["json"])
+    return transport
+
+
 class _Peer:
     """A real AutobahnPython session on its own loop thread; anonymous over WebSocket, or a
     backend principal (``authid``) over rawsocket."""
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         *,
         authid: str | None = None,
         reconnect: bool = True,
         ticket: str | None = None,
     ) -> None:
         """``authid`` alone: a backend principal (the backend secret); with ``ticket``: a
-        browser signing in with that token."""
+        browser signing in with that token. Several URLs (e.g. edge nodes): each reconnect
+        tries the next."""
         self._thread = LoopThread()
         self._closed = False
-        transport: dict[str, Any] = {"url": url, "max_retries": -1 if reconnect else 0}
-        if reconnect:
-            transport.update(initial_retry_delay=0.1, max_retry_delay=0.5, retry_delay_growth=1.5)
-        if url.startswith("rs://"):
-            transport.update(type="rawsocket", serializer="msgpack")
-        else:
-            transport.update(serializers=["json"])
+        urls = [url] if isinstance(url, str) else list(url)
+        transports = [_transport(each, reconnect) for each in urls]
         authentication = None
         if authid or ticket:
             authentication = {"ticket": {"authid": authid or "user", "ticket": ticket or SECRET}}
         self._component = Component(
-            transports=[transport], realm="sandbar", authentication=authentication
+            transports=transports, realm="sandbar", authentication=authentication
         )
 
     def close(self) -> None:
@@ -113,13 +120,14 @@ class Subscriber(_Peer):
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         topics: list[str],
         *,
         get_retained: bool = False,
         authid: str | None = None,
+        ticket: str | None = None,
     ) -> None:
-        super().__init__(url, authid=authid)
+        super().__init__(url, authid=authid, ticket=ticket)
         self.url, self.topics, self.get_retained = url, topics, get_retained
         self.events: list[Event] = []
         self.joins = 0

@@ -14,17 +14,20 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from sandbar import metrics
 from sandbar.config import ConfigError, StrictModel, expand_env, validate_config
 from sandbar.logs import setup_logging
 from sandbar.metrics import MetricsSettings
 from sandbar.nesting import DEFAULT_MAX_DEPTH
+from sandbar.node_keys import check_node_id, require_node_key, trusted_keys
 from sandbar.paths import ROUTER_TEMPLATE, RUN_DIR, WEB_DIR, private_dir
-from sandbar.router_proxies import socket_path, with_proxies
+from sandbar.router_proxies import as_core, as_edge, socket_path, with_proxies
 from sandbar.secrets import ensure_backend_secret
 
 log = logging.getLogger("sandbar.router")
@@ -64,6 +67,46 @@ class RouterConfig(StrictModel):
     #: Crossbar proxy workers sharing the WebSocket port in front of the router worker
     #: (0: the router worker serves browsers itself); see sandbar/router_proxies.py
     proxies: int = Field(0, ge=0, le=MAX_PROXIES)
+    #: single: one node for everything; core: the router worker alone, for edge nodes;
+    #: edge: proxy workers only, in front of a core (README, Scaling, Edge nodes)
+    mode: Literal["single", "core", "edge"] = "single"
+    #: an edge's node id: its principal at the core (the name of its trusted key file)
+    node_id: str | None = None
+    #: where an edge's proxies reach the core's edge listener, rs://host:port
+    core_url: str | None = None
+    #: the core's listener for its edges' proxies, on backend_host
+    edge_port: int = Field(8082, ge=1, le=65535)
+    #: the core's folder of trusted edge keys, <node id>.pub (sandbar node-keys)
+    trusted_keys: Path | None = None
+
+    @field_validator("node_id")
+    @classmethod
+    def _plain_node_id(cls, value: str | None) -> str | None:
+        return value if value is None else check_node_id(value)
+
+    @field_validator("core_url")
+    @classmethod
+    def _rawsocket_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            core_address(value)
+        return value
+
+    @model_validator(mode="after")
+    def _mode_settings(self) -> RouterConfig:
+        needs = {
+            "edge": {"node_id": "--node-id", "core_url": "--core-url"},
+            "core": {"trusted_keys": "--trusted-keys"},
+        }.get(self.mode, {})
+        for key, flag in needs.items():
+            if getattr(self, key) is None:
+                raise ValueError(f"mode {self.mode} needs {key} ({flag})")
+        if self.mode == "edge" and self.proxies < 1:
+            raise ValueError(
+                "mode edge runs proxy workers only: set proxies (--proxies) to 1 or more"
+            )
+        if self.mode == "core" and self.proxies:
+            raise ValueError("mode core serves no browsers: set proxies on its edges, not the core")
+        return self
 
     def template_vars(self) -> dict[str, str]:
         return {
@@ -96,7 +139,7 @@ def render(config: RouterConfig) -> Path:
         yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{config.template}: rendered config is not valid YAML: {exc}") from None
-    if config.proxies:
+    if config.mode != "single" or config.proxies:
         text = _proxied(text, config)
     private_dir(config.run_dir)
     (config.run_dir / "config.yaml").write_text(text, encoding="utf-8")
@@ -107,8 +150,44 @@ def _proxied(text: str, config: RouterConfig) -> str:
     """The rendered config with its browsers' transport moved to ``config.proxies`` proxy
     workers, which forward up to the larger of the two message limits."""
     largest = max(config.max_message_size, config.browser_max_message_size)
-    doc = with_proxies(yaml.safe_load(text), config.proxies, socket_path(config.run_dir), largest)
+    doc = yaml.safe_load(text)
+    if config.mode == "edge":
+        assert config.node_id is not None and config.core_url is not None  # validated
+        require_node_key(config.run_dir)
+        host, port = core_address(config.core_url)
+        doc = as_edge(doc, config.proxies, config.node_id, host, port)
+    elif config.mode == "core":
+        assert config.trusted_keys is not None  # validated
+        trusted = trusted_keys(config.trusted_keys)
+        doc = as_core(doc, trusted, config.backend_host, config.edge_port, largest)
+    else:
+        doc = with_proxies(doc, config.proxies, socket_path(config.run_dir), largest)
     return yaml.safe_dump(doc, sort_keys=False)
+
+
+def core_address(url: str) -> tuple[str, int]:
+    """``rs://host:port`` (the core's edge listener) as host and port."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.scheme != "rs" or not parts.hostname or port is None or parts.path not in ("", "/"):
+        raise ValueError(
+            f"core_url {url!r}: write rs://<core host>:<edge port>, e.g. rs://router:8082"
+        )
+    return parts.hostname, port
+
+
+def _describe(config: RouterConfig) -> str:
+    browsers = f"ws://{config.host}:{config.port}/ws"
+    backend = f"rs://{config.backend_host}:{config.backend_port}"
+    if config.mode == "edge":
+        return f"edge {config.node_id}: {config.proxies} proxy workers on {browsers} -> {config.core_url}"
+    if config.mode == "core":
+        edges = f"rs://{config.backend_host}:{config.edge_port}"
+        return f"core router: backend {backend}, edges' proxies {edges}, no browsers here"
+    return f"router on {browsers} (backend {backend}, {config.proxies} proxy workers)"
 
 
 def crossbar_command(config: RouterConfig, cbdir: Path) -> list[str]:
@@ -118,18 +197,12 @@ def crossbar_command(config: RouterConfig, cbdir: Path) -> list[str]:
 
 def run(config: RouterConfig) -> None:
     """Render the config and replace this process with ``crossbar start``."""
-    ensure_backend_secret()
+    if config.mode != "edge":  # an edge holds no secret: the core checks tickets and proofs
+        ensure_backend_secret()
     cbdir = render(config)
     stale_pid = cbdir / "node.pid"
     stale_pid.unlink(missing_ok=True)  # a killed router leaves it behind and blocks restarts
-    log.info(
-        "router on ws://%s:%d/ws (backend rs://%s:%d, %d proxy workers)",
-        config.host,
-        config.port,
-        config.backend_host,
-        config.backend_port,
-        config.proxies,
-    )
+    log.info("%s", _describe(config))
     argv = crossbar_command(config, cbdir)
     sys.stdout.flush()
     sys.stderr.flush()
@@ -166,6 +239,27 @@ def config_from_args(argv: list[str] | None = None) -> RouterConfig:
     ):
         # a string default goes through type=int as well: a bad value gets argparse's message
         parser.add_argument(flag, type=int, default=env.get(name, str(default)), help=f"env {name}")
+    parser.add_argument(
+        "--mode",
+        default=env.get("SANDBAR_ROUTER_MODE", "single"),
+        help="single, core (router for edge nodes) or edge (proxies only; env SANDBAR_ROUTER_MODE)",
+    )
+    parser.add_argument("--node-id", default=env.get("SANDBAR_NODE_ID"), help="env SANDBAR_NODE_ID")
+    parser.add_argument(
+        "--core-url", default=env.get("SANDBAR_CORE_URL"), help="env SANDBAR_CORE_URL"
+    )
+    parser.add_argument(
+        "--edge-port",
+        type=int,
+        default=env.get("SANDBAR_EDGE_PORT", "8082"),
+        help="env SANDBAR_EDGE_PORT",
+    )
+    parser.add_argument(
+        "--trusted-keys",
+        type=Path,
+        default=env.get("SANDBAR_TRUSTED_KEYS"),
+        help="env SANDBAR_TRUSTED_KEYS",
+    )
     metrics.add_arguments(parser, "router")
     args = parser.parse_args(argv)
     served = metrics.settings_from(args, "router")

@@ -7,7 +7,10 @@ checks and ticket sign-in, and forwards each session to the router worker over r
 
 Here the proxies reach the router over a Unix socket in the router's private run
 directory with ``anonymous-proxy``: the router takes the identity a proxy forwards on
-trust, which is safe only where nobody else can connect, so never on TCP. Crossbar does
+trust, which is safe only where nobody else can connect, so never on TCP. Across hosts
+(``as_core``/``as_edge``: edge nodes of proxies in front of a core router) the proxies join
+over TCP with ``cryptosign-proxy`` instead, signed with node keys the core lists
+(sandbar/node_keys.py). Crossbar does
 not check a proxy worker's config, so it is made here from the one-worker template
 rather than written by hand: a typo cannot reach a running node.
 """
@@ -58,11 +61,54 @@ def with_proxies(
     """``doc`` (the rendered one-worker config) with its web transport moved to ``count``
     proxy workers; ``max_message_size``: the largest message a proxy may forward."""
     doc = copy.deepcopy(doc)
+    proxy = _move_browsers(doc, _router_listener(socket, max_message_size))
+    doc["workers"].extend(proxy(number, _connection(socket)) for number in range(1, count + 1))
+    return doc
+
+
+def as_core(
+    doc: dict[str, Any], trusted: dict[str, str], host: str, port: int, max_message_size: int
+) -> dict[str, Any]:
+    """The router worker alone, no browsers' transport: its edges' proxies join it over TCP
+    on ``host:port`` with ``cryptosign-proxy``, signed with the node keys in ``trusted``
+    (public key by node id). Never ``anonymous-proxy`` here: anyone reaching a TCP port
+    could claim any identity."""
+    doc = copy.deepcopy(doc)
+    realm = _one(doc["workers"], "router", "router worker")["realms"][0]["name"]
+    _move_browsers(doc, _core_listener(realm, trusted, host, port, max_message_size))
+    doc["controller"] = {**doc.get("controller", {}), "id": "core"}
+    return doc
+
+
+def as_edge(doc: dict[str, Any], count: int, node_id: str, host: str, port: int) -> dict[str, Any]:
+    """``count`` proxy workers with the browsers' transport, and no router worker: they
+    forward every session to the core at ``host:port``, signing with this node's key."""
+    doc = copy.deepcopy(doc)
+    proxy = _move_browsers(doc, {})
+    connection = {
+        "transport": {
+            "type": "rawsocket",
+            "endpoint": {"type": "tcp", "host": host, "port": port},
+            "serializer": "cbor",
+            "url": f"rs://{host}:{port}",
+        },
+        "auth": {"cryptosign-proxy": {"type": "static"}},
+    }
+    doc["workers"] = [proxy(number, connection) for number in range(1, count + 1)]
+    doc["controller"] = {**doc.get("controller", {}), "id": node_id}
+    return doc
+
+
+def _move_browsers(doc: dict[str, Any], listener: dict[str, Any]) -> Any:
+    """Take the browsers' web transport off the router worker (in place), give the router
+    ``listener`` for its proxies instead, and return ``proxy(number, connection)``, which
+    makes one proxy worker serving that transport through ``connection``."""
     router = _one(doc["workers"], "router", "router worker")
     web = _one(router["transports"], "web", "web transport")
     realm = router["realms"][0]
     router["transports"].remove(web)
-    router["transports"].append(_router_listener(socket, max_message_size))
+    if listener:
+        router["transports"].append(listener)
     ticket = web["paths"]["ws"]["auth"].get("ticket")
     if ticket is not None and ticket.get("type") == "dynamic":
         realm["roles"].append(_authenticator_role(ticket["authenticator"]))
@@ -77,17 +123,35 @@ def with_proxies(
         "type": "path",
         "paths": {"/": web["paths"]["/"], GUARD_PATH: _guard(router)},
     }
-    doc["workers"].extend(
-        {
+
+    def proxy(number: int, connection: dict[str, Any]) -> dict[str, Any]:
+        return {
             "type": "proxy",
             "id": f"proxy{number}",
-            "connections": {"router": _connection(socket)},
+            "connections": {"router": copy.deepcopy(connection)},
             "routes": copy.deepcopy(routes),
             "transports": [copy.deepcopy(web)],
         }
-        for number in range(1, count + 1)
-    )
-    return doc
+
+    return proxy
+
+
+def _core_listener(
+    realm: str, trusted: dict[str, str], host: str, port: int, max_message_size: int
+) -> dict[str, Any]:
+    # Crossbar needs a role here to accept the key, then replaces the whole principal with
+    # the identity the proxy forwards; the least a stray session could get is this role
+    principals = {
+        node_id: {"realm": realm, "role": AUTHENTICATOR_ROLE, "authorized_keys": [key]}
+        for node_id, key in trusted.items()
+    }
+    return {
+        "type": "rawsocket",
+        "endpoint": {"type": "tcp", "interface": host, "port": port},
+        "serializers": ["cbor"],
+        "options": {"max_message_size": max_message_size},
+        "auth": {"cryptosign-proxy": {"type": "static", "principals": principals}},
+    }
 
 
 def _router_listener(socket: Path, max_message_size: int) -> dict[str, Any]:

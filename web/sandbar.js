@@ -49,7 +49,8 @@ export function defaultUrl(loc = window.location) {
 }
 
 /**
- * Open a connection that retries forever. `onState({state, attempt, delay, reason,
+ * Open a connection that retries forever; `url` may be a list (edge nodes: each retry
+ * tries the next). `onState({state, attempt, delay, reason,
  * wampReason, message})`
  * reports "connecting", "open", "reconnecting" and "closed"; `onOpen(session)` runs
  * on every (re)connect, so subscribe there.
@@ -60,8 +61,10 @@ export function connect({ url = defaultUrl(), realm = "sandbar", onOpen, onState
     throw new Error("AutobahnJS is not loaded (run `make install` to fetch it into web/vendor/)");
   }
   const report = (state) => onState && onState(state);
+  const urls = Array.isArray(url) ? url : [url]; // several: edge nodes, tried in turn
   const connection = new ab.Connection({
-    url,
+    url: urls[0],
+    transports: urls.map((each) => ({ type: "websocket", url: each })),
     realm,
     max_retries: -1, // AutobahnJS gives up after 15 tries by default
     initial_retry_delay: 0.5,
@@ -79,6 +82,10 @@ export function connect({ url = defaultUrl(), realm = "sandbar", onOpen, onState
     }
   };
   connection.onclose = (reason, details) => {
+    // AutobahnJS takes the first transport it can *create*, and a WebSocket to a node that
+    // is down is created all the same: turn the list so each retry tries the next URL.
+    const factories = connection._transport_factories;
+    if (urls.length > 1 && Array.isArray(factories)) factories.push(factories.shift());
     // details.reason is the router's WAMP reason (e.g. sandbar.error.token_expired
     // when a token is refused, sandbar.close.signed_out when the user signed out).
     const why = { wampReason: details.reason, message: details.message };

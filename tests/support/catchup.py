@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 import requests
@@ -17,8 +18,10 @@ from tests.support.wamp import Subscriber
 
 
 class CatchUpSubscriber(Subscriber):
-    def __init__(self, url: str, topic: str, api_url: str) -> None:
-        super().__init__(url, [topic])
+    def __init__(
+        self, url: str | Sequence[str], topic: str, api_url: str, ticket: str | None = None
+    ) -> None:
+        super().__init__(url, [topic], ticket=ticket)
         self.topic, self.api_url = topic, api_url
         self.raw: list[int] = []  # seq of every live event, as it came off the wire
         self.delivered: list[int] = []  # what the application sees: in order, once each

@@ -1,7 +1,8 @@
 /**
  * The demo page: one AutobahnJS connection (reconnecting forever) shared by the live
  * article feed and the chat. Query parameters: ?api=<API base URL> (default: this host,
- * port 5000), ?ws=<WebSocket URL> (default: /ws on this origin), ?channel=<first channel>.
+ * port 5000), ?ws=<WebSocket URL>[,<another>...] (default: /ws on this origin; several:
+ * edge nodes, tried in turn), ?channel=<first channel>.
  */
 
 import { connect, defaultUrl } from "../sandbar.js";
@@ -12,7 +13,8 @@ import { RefusalLog } from "./ui.js";
 
 const params = new URLSearchParams(window.location.search);
 const apiUrl = (params.get("api") || `${location.protocol}//${location.hostname}:5000`).replace(/\/$/, "");
-const wsUrl = params.get("ws") || defaultUrl();
+const wsUrls = (params.get("ws") || defaultUrl()).split(","); // several: edge nodes
+const wsUrl = wsUrls.join(", ");
 
 const $ = (selector) => document.querySelector(selector);
 const refusals = new RefusalLog($("#refusal-list"), $("#refusal-empty"), $("#refusal-count"));
@@ -73,7 +75,7 @@ function reconnect() {
     old.close();
   }
   try {
-    connection = connect({ url: wsUrl, onState: showState, onOpen, ...account.wampOptions() });
+    connection = connect({ url: wsUrls, onState: showState, onOpen, ...account.wampOptions() });
   } catch (err) {
     showState({ state: "closed", reason: err.message });
   }
