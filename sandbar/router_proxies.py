@@ -147,17 +147,23 @@ def _core_listener(
     }
     return {
         "type": "rawsocket",
-        "endpoint": {"type": "tcp", "interface": host, "port": port},
+        "endpoint": {"type": "tcp", "interface": host, "port": port, "backlog": PROXY_BACKLOG},
         "serializers": ["cbor"],
         "options": {"max_message_size": max_message_size},
         "auth": {"cryptosign-proxy": {"type": "static", "principals": principals}},
     }
 
 
+#: the router's listen queue for its proxies: each browser session opens its own connection
+#: from a proxy, so a burst of browsers is a burst of these (Twisted's default of 50 refused
+#: them when 100 browsers connected at once: "Frontend connection accept failed")
+PROXY_BACKLOG = 1024
+
+
 def _router_listener(socket: Path, max_message_size: int) -> dict[str, Any]:
     return {
         "type": "rawsocket",
-        "endpoint": {"type": "unix", "path": str(socket)},
+        "endpoint": {"type": "unix", "path": str(socket), "backlog": PROXY_BACKLOG},
         "serializers": ["cbor"],
         "options": {"max_message_size": max_message_size},
         # only on a Unix socket in a private directory: the router trusts what it is told
