@@ -3,6 +3,7 @@ rendered config, and that every way of stopping still leaves nothing behind."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import time
@@ -151,3 +152,40 @@ def test_up_with_proxies_serves_through_them_and_nothing_outlives_a_sigkill(tmp_
         os.kill(up.pid, signal.SIGKILL)
         _assert_all_gone(up, pids, ports, 5)
         print(f"\nall gone {time.monotonic() - started:.1f}s after the SIGKILL")
+
+
+@pytest.mark.parametrize("router", [2], indirect=True, ids=["proxies2"])
+def test_a_burst_of_browsers_through_proxies_all_get_in(router: Router) -> None:
+    """Each browser session through a proxy opens its own connection to the router, so a
+    burst of browsers is a burst of connections to the router's proxy listener: 300 at once
+    must all get in (Twisted's default listen queue of 50 refused them: "Frontend connection
+    accept failed")."""
+    from urllib.parse import urlsplit
+
+    from bench.light import LightSubscriber
+
+    url = urlsplit(router.ws_url)
+    host, port = str(url.hostname), int(url.port or 80)
+
+    async def one() -> LightSubscriber:
+        loop = asyncio.get_running_loop()
+        _, session = await loop.create_connection(
+            lambda: LightSubscriber(
+                host, port, url.path, "articles", lambda *a: None, lambda: None
+            ),
+            host,
+            port,
+        )
+        await asyncio.wait_for(session.ready, 60)
+        return session
+
+    async def burst() -> list[BaseException | LightSubscriber]:
+        results = await asyncio.gather(*(one() for _ in range(300)), return_exceptions=True)
+        for session in results:
+            if isinstance(session, LightSubscriber):
+                session.leave()
+        await asyncio.sleep(0.5)
+        return results
+
+    failed = [r for r in asyncio.run(burst()) if isinstance(r, BaseException)]
+    assert not failed, f"{len(failed)} of 300 refused, e.g. {failed[0]!r}"
