@@ -16,6 +16,7 @@ from autobahn.wamp.exception import ApplicationError
 from sandbar.config import ConfigError
 from sandbar.node_keys import make_node_keys
 from sandbar.router import RouterConfig, config_from_args, render
+from sandbar.router_proxies import PROXY_BACKLOG
 from tests.support.procs import BIN, SECRET, Proc, base_env, free_port, http_ok, wait_until
 from tests.support.wamp import Client
 
@@ -38,7 +39,12 @@ def test_the_core_listens_for_its_edges_with_cryptosign_proxy_only(tmp_path: Pat
     assert router["type"] == "router" and doc["controller"]["id"] == "core"
     assert "web" not in [t["type"] for t in router["transports"]], "no browsers at the core"
     [edges] = [t for t in router["transports"] if "cryptosign-proxy" in t["auth"]]
-    assert edges["endpoint"] == {"type": "tcp", "interface": "127.0.0.1", "port": 8082}
+    assert edges["endpoint"] == {
+        "type": "tcp",
+        "interface": "127.0.0.1",
+        "port": 8082,
+        "backlog": PROXY_BACKLOG,  # a burst of browsers is a burst of edge connections
+    }
     principals = edges["auth"]["cryptosign-proxy"]["principals"]
     assert {node: p["authorized_keys"] for node, p in principals.items()} == {
         node: [key] for node, key in keys.items()
