@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import resource
@@ -194,7 +195,8 @@ class Pool:
     def close(self) -> None:
         for pipe, process in self.children:
             if process.is_alive():
-                pipe.send(("stop",))
+                with contextlib.suppress(OSError):  # it died since: nothing to tell it
+                    pipe.send(("stop",))
         for _, process in self.children:
             process.join(30)
             if process.is_alive():
@@ -315,11 +317,13 @@ async def _layout(work: Path, proxies: int, args: argparse.Namespace) -> list[di
                 break
         return rows
     finally:
-        await limit.close()
-        if pool is not None:
-            await asyncio.to_thread(pool.close)
-        topics.stop()
-        router.stop()
+        try:
+            await limit.close()
+            if pool is not None:
+                await asyncio.to_thread(pool.close)
+        finally:  # a failed step can leave the children dead: the stack still stops
+            topics.stop()
+            router.stop()
 
 
 def main() -> None:
