@@ -48,20 +48,27 @@ def make_node_keys(folder: Path, node_ids: list[str]) -> dict[str, str]:
             check_node_id(node_id)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        node_dir = private_dir(folder / node_id)
-        _generate(node_dir, node_id)
-        shutil.copyfile(node_dir / PUBLIC, folder / TRUSTED / f"{node_id}.pub")
-        keys[node_id] = public_key(node_dir / PUBLIC)
+        keys[node_id] = node_key(folder / node_id, node_id)
+        shutil.copyfile(folder / node_id / PUBLIC, folder / TRUSTED / f"{node_id}.pub")
     return keys
+
+
+def node_key(cbdir: Path, node_id: str | None = None) -> str:
+    """The public key (hex) of the node whose cbdir is ``cbdir``, its key pair made there
+    first if it has none (a node reads ``key.priv``/``key.pub`` from its cbdir)."""
+    _generate(private_dir(cbdir), node_id)
+    return public_key(cbdir / PUBLIC)
 
 
 _MAKE_KEY = "import sys; from crossbar.common.key import _maybe_generate_node_key as make; make(sys.argv[1])"
 
 
-def _generate(node_dir: Path, node_id: str) -> None:
+def _generate(node_dir: Path, node_id: str | None) -> None:
     """Crossbar's own key writer, in a child: importing crossbar picks Twisted for txaio,
     which this (asyncio) process may have picked already."""
-    env = {**os.environ, "CROSSBAR_NODE_ID": node_id}  # recorded in a new key as node-authid
+    env = dict(os.environ)
+    if node_id is not None:
+        env["CROSSBAR_NODE_ID"] = node_id  # recorded in a new key as node-authid
     done = subprocess.run(
         [sys.executable, "-c", _MAKE_KEY, str(node_dir)],
         env=env,

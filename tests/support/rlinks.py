@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import re
 import socket
-import subprocess
 from pathlib import Path
 from typing import Any, Self
 
 import yaml
 
 from sandbar.config import expand_env
+from sandbar.node_keys import node_key
 from sandbar.paths import ROUTER_TEMPLATE
 from sandbar.peers import Client
 from sandbar.procs import BIN, Proc, base_env, free_port, http_ok, wait_until
@@ -30,29 +30,6 @@ from sandbar.router import RouterConfig
 
 REALM = "sandbar"
 RLINK_ROLE = "rlink"
-
-
-def node_public_key(cbdir: Path) -> str:
-    """The node's Ed25519 public key (hex), made in Crossbar's own key file format on first
-    use: the node reads key.priv/key.pub from its cbdir and signs its rlinks' cryptosign
-    challenges with that key; each peer lists the public key for the ``rlink`` role."""
-    cbdir.mkdir(parents=True, exist_ok=True)
-    # Crossbar's own writer, in a child: importing crossbar here would pin txaio to Twisted
-    # in a process whose WAMP clients run on asyncio.
-    subprocess.run(
-        [str(BIN / "python"), "-c", _MAKE_KEY, str(cbdir)],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    for line in (cbdir / "key.pub").read_text(encoding="utf-8").splitlines():
-        tag, _, value = line.partition(":")
-        if tag.strip() == "public-key-ed25519":
-            return value.strip()
-    raise ValueError(f"{cbdir / 'key.pub'}: no public-key-ed25519 line")
-
-
-_MAKE_KEY = "import sys; from crossbar.common.key import _maybe_generate_node_key as make; make(sys.argv[1])"
 
 
 def _rlink_role() -> dict[str, Any]:
@@ -78,7 +55,7 @@ class LinkedNode:
         self.name = name
         self.cbdir = workdir / name
         self.port, self.backend_port, self.rlink_port = free_port(), free_port(), free_port()
-        self.public_key = node_public_key(self.cbdir)
+        self.public_key = node_key(self.cbdir)  # each peer lists it for the rlink role
         argv = [str(BIN / "crossbar"), "start", "--cbdir", str(self.cbdir), "--loglevel", log_level]
         self.proc = Proc(f"node-{name}", argv, base_env(), workdir)
 
