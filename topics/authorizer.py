@@ -23,7 +23,8 @@ from typing import Any
 from sandbar.schemas import PayloadMismatch
 from topics.gate import RateLimiter, SubscriptionCount
 from topics.handlers import HandlerFailed, Reject, call_hook
-from topics.metrics import EXPLAIN, TopicsMetrics
+from topics.inspector import NOT_STAFF, STAFF, TAP_TOPIC, is_inspector_uri
+from topics.metrics import EXPLAIN, INSPECT, TopicsMetrics
 from topics.patterns import MAX_URI_LENGTH
 from topics.payloads import check_relayable
 from topics.presence import JOIN, LEAVE, PRESENCE_PROCEDURE, Presence
@@ -140,6 +141,8 @@ class Authorizer:
             return deny("sign in first: this site does not serve anonymous sessions"), None
         if self.expired(session):
             return deny(EXPIRED), None
+        if action == "subscribe" and is_inspector_uri(uri):
+            return self._inspect(session, uri, options.get("match") or "exact"), INSPECT
         if action == "subscribe":
             match = options.get("match") or "exact"
             found = self.topics.match(uri, match)  # type: ignore[arg-type]
@@ -152,6 +155,8 @@ class Authorizer:
         if action == "publish":
             found = self.topics.match(uri)
             return await self._publish(session, uri, found), _name(found)
+        if action == "call" and is_inspector_uri(uri):
+            return self._inspect(session, uri), INSPECT
         if action == "call":
             return self._call(uri)
         return deny(f"clients may not {action} '{uri}'"), None
@@ -392,6 +397,15 @@ class Authorizer:
         if hook is None:
             return ALLOW
         return await self._ask(topic, "can_publish", hook, session, uri, params, "publish refused")
+
+    def _inspect(self, session: SessionInfo, uri: str, match: str | None = None) -> Decision:
+        """Staff sessions may call ``inspect.*`` and subscribe (exactly) to the tap; the
+        procedures see the caller (disclosed) and check its role again."""
+        if session.authrole != STAFF:
+            return deny(NOT_STAFF)
+        if match is not None and (match != "exact" or uri != TAP_TOPIC):
+            return deny(f"staff may subscribe to '{TAP_TOPIC}' (exact) only, not '{uri}'")
+        return Decision(True, disclose=True)
 
     def _call(self, uri: str) -> tuple[Decision, str | None]:
         if uri in (EXPLAIN_PROCEDURE, PRESENCE_PROCEDURE):

@@ -19,6 +19,7 @@ ACTIONS = frozenset({"subscribe", "publish", "call", "register"})
 NO_TOPIC = "(none)"
 #: the topic label of explain.subscribe calls
 EXPLAIN = "(explain)"
+INSPECT = "(inspect)"
 
 
 class TopicsMetrics:

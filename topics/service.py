@@ -51,6 +51,7 @@ from topics.authorizer import (
 from topics.directory import SessionDirectory
 from topics.gate import Authenticator, RateLimiter, SubscriptionCount
 from topics.handlers import Reject
+from topics.inspector import Inspector, staff_only
 from topics.metrics import TopicsMetrics
 from topics.payloads import check_relayable
 from topics.presence import PRESENCE_PROCEDURE
@@ -160,6 +161,7 @@ class TopicsService:
         self._campaign: asyncio.Task[None] | None = None
         self._registrations: list[Any] = []
         self._serving = 0  # procedure calls being handled right now
+        self.inspector = Inspector()  # staff-only procedures, served by the leader
 
     @functools.cached_property
     def settings(self) -> Mapping[str, Any]:
@@ -490,6 +492,10 @@ class TopicsService:
             self._registrations.append(
                 await session.register(self.who_is_here, PRESENCE_PROCEDURE, options=leader_only)
             )
+            for uri, procedure in self.inspector.procedures.items():
+                self._registrations.append(
+                    await session.register(staff_only(procedure), uri, options=leader_only)
+                )
             log.info("this replica runs the lifecycle hooks (leader)")
             return
 
