@@ -8,13 +8,16 @@
 // are built on Buffer and streams) comes from the browser ports of those modules, and the
 // rest is a few lines below. JSON, msgpack and CBOR all work, as they did in the old bundle.
 import { createRequire } from "node:module";
+import { dirname } from "node:path";
+import { fileURLToPath } from "node:url";
 import * as esbuild from "esbuild";
 
 // Node modules the bundled code requires, given what it uses of them in a browser.
 const SHIMS = {
   // msgpack5 asserts its extension codecs are well formed; nothing else uses `assert`.
   assert: "module.exports = function assert(ok, message) { if (!ok) throw new Error(message); };",
-  // msgpack5 uses util.inherits only (readable-stream's own `util` maps to nothing).
+  // msgpack5 uses util.inherits only; readable-stream takes util.debuglog and util.inspect
+  // when they are there, and does without them (its browser build maps `util` to nothing).
   util: 'exports.inherits = require("inherits");',
   // AutobahnJS writes a trace file when process.env.AUTOBAHN_TRACE is set: Node only.
   fs: "module.exports = {};",
@@ -24,6 +27,7 @@ const SHIMS = {
     " nextTick: (fn, ...args) => queueMicrotask(() => fn(...args)) };",
 };
 const NAMESPACE = "sandbar-shim";
+const HERE = dirname(fileURLToPath(import.meta.url)); // import.meta.dirname needs Node 20.11
 // when.js (AutobahnJS's optional promises, exported as `autobahn.when` as before) hands
 // `require` to an AMD-style factory, which no bundler can follow: take its own browser
 // build, one self-contained file.
@@ -37,7 +41,7 @@ const shims = {
     build.onResolve({ filter: /^when$/ }, () => ({ path: WHEN }));
     build.onLoad({ filter: /.*/, namespace: NAMESPACE }, (args) => ({
       contents: SHIMS[args.path],
-      resolveDir: import.meta.dirname,
+      resolveDir: HERE, // the shims' own requires resolve in the project's node_modules
       loader: "js",
     }));
   },
