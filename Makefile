@@ -3,9 +3,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-# The demo page's browser packages: npm installs them, `make` copies them into web/vendor/
-# (git-ignored) where the router serves them. npm also installs @asyncapi/specs, the official
-# AsyncAPI JSON Schemas tests/test_asyncapi.py validates the generated document against.
+# The demo page's AutobahnJS: npm installs the `autobahn` release and esbuild (both pinned in
+# package-lock.json), web/autobahn.build.mjs bundles it into web/vendor/ (git-ignored) where the
+# router serves it. npm also installs @asyncapi/specs, the official AsyncAPI JSON Schemas
+# tests/test_asyncapi.py validates the generated document against.
 NPM_STAMP := node_modules/.package-lock.json
 VENDOR    := web/vendor/autobahn.min.js
 # The browser tests drive Debian's Chromium; installed when missing (root, or through sudo).
@@ -73,9 +74,8 @@ $(NPM_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $(NPM_STAMP)
 
-$(VENDOR): $(NPM_STAMP)
-	mkdir -p $(dir $(VENDOR))
-	cp node_modules/autobahn-browser/autobahn.min.js $(VENDOR)
+$(VENDOR): $(NPM_STAMP) web/autobahn.build.mjs
+	node web/autobahn.build.mjs $(VENDOR)
 
 browser:
 	@test -x $(CHROMIUM) || { \

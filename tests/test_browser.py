@@ -8,6 +8,7 @@ test saves a screenshot of the working demo as .sandbar/screenshots/demo.png.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import time
@@ -21,8 +22,18 @@ import requests
 import yaml
 from playwright.sync_api import Browser, Page, expect
 
+from bridge import EventSender
 from tests.support.browser import SCREENSHOTS, Pages
-from tests.support.procs import SHIPPED_BRIDGE_CONFIG, Api, Bridge, Router, Topics, wait_until
+from tests.support.events import article as article_payload
+from tests.support.procs import (
+    ROOT,
+    SHIPPED_BRIDGE_CONFIG,
+    Api,
+    Bridge,
+    Router,
+    Topics,
+    wait_until,
+)
 from tests.support.proxied import WITH_PROXIES
 
 TIMINGS: dict[str, float] = {}
@@ -108,6 +119,70 @@ def test_page_loads_and_connects(pages, router):
     wait_joined(page, channel, members=1)
     assert page.title() == "Sandbar demo"
     print(f"\npage open and connected in {TIMINGS['connect']:.2f}s")
+
+
+# One session per serializer the page's AutobahnJS has, each subscribed to `articles` and
+# asking the topics service a question; the events they get are kept in window.received.
+SESSION_PER_SERIALIZER = """async ([url, names]) => {
+  window.received = {};
+  const opened = {};
+  for (const name of names) {
+    window.received[name] = [];
+    opened[name] = await new Promise((resolve) => {
+      setTimeout(() => resolve({hung: "no WELCOME, subscribe or call result in 10 s"}), 10000);
+      const connection = new autobahn.Connection({
+        url, realm: "sandbar", max_retries: 0, use_es6_promises: true,
+        serializers: [new autobahn.serializer[name]()],
+      });
+      connection.onopen = async (session) => {
+        await session.subscribe("articles", (args, kwargs) => {
+          window.received[name].push({args, kwargs});
+        });
+        const explained = await session.call("explain.subscribe", ["chat.general"]);
+        resolve({protocol: connection.transport.info.protocol, explained});
+      };
+      connection.onclose = (reason, details) => {
+        resolve({closed: reason, message: details.message});
+      };
+      connection.open();
+    });
+  }
+  return opened;
+}"""
+SERIALIZERS = {"JSONSerializer": "json", "MsgpackSerializer": "msgpack", "CBORSerializer": "cbor"}
+
+
+@WITH_PROXIES
+def test_page_runs_the_pinned_autobahnjs_with_every_serializer(pages, router, bridge):
+    """web/vendor/autobahn.min.js is the AutobahnJS release package-lock.json pins, as
+    `make install` bundles it; JSON, MessagePack and CBOR (all three were in the old
+    prebuilt bundle) each get a session, a call's result and an event with its kwargs."""
+    lock = json.loads((ROOT / "package-lock.json").read_text())
+    pinned = lock["packages"]["node_modules/autobahn"]["version"]
+    pages.point_at(router.port)
+    page = pages.open(channel=unique_channel())
+    wait_open(page)
+    assert page.evaluate("autobahn.version") == pinned
+    opened = page.evaluate(SESSION_PER_SERIALIZER, [router.ws_url, list(SERIALIZERS)])
+    assert {name: o.get("protocol") for name, o in opened.items()} == {
+        name: f"wamp.2.{ident}" for name, ident in SERIALIZERS.items()
+    }, opened
+    answers = [o["explained"] for o in opened.values()]
+    assert answers[0] and answers == [answers[0]] * len(answers), answers
+
+    sent = article_payload("Über café ✓ 🚀", id=7)
+    EventSender(bridge.endpoint).send("article.created", sent)
+    wait_until(
+        lambda: all(page.evaluate("window.received")[name] for name in SERIALIZERS),
+        10,
+        "the event reached the session of every serializer",
+    )
+    received = page.evaluate("window.received")
+    for name in SERIALIZERS:
+        [event] = received[name]
+        assert event["args"] == [sent], (name, event)
+        assert event["kwargs"] == received["JSONSerializer"][0]["kwargs"], (name, event)
+    print(f"\nAutobahnJS {pinned} in Chromium: {', '.join(SERIALIZERS.values())} all served")
 
 
 @WITH_PROXIES

@@ -58,7 +58,7 @@ export function defaultUrl(loc = window.location) {
 export function connect({ url = defaultUrl(), realm = "sandbar", onOpen, onState, ...options } = {}) {
   const ab = globalThis.autobahn;
   if (!ab) {
-    throw new Error("AutobahnJS is not loaded (run `make install` to fetch it into web/vendor/)");
+    throw new Error("AutobahnJS is not loaded (run `make install` to build it into web/vendor/)");
   }
   const report = (state) => onState && onState(state);
   const urls = Array.isArray(url) ? url : [url]; // several: edge nodes, tried in turn

@@ -34,7 +34,7 @@ def missing_prerequisite() -> str | None:
     if not CHROMIUM.exists():
         return f"{CHROMIUM} is missing: `make test` installs Debian's chromium"
     if not VENDOR.exists():
-        return f"{VENDOR.relative_to(ROOT)} is missing: `make install` copies it from npm"
+        return f"{VENDOR.relative_to(ROOT)} is missing: `make install` builds it"
     return None
 
 
