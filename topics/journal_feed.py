@@ -33,7 +33,7 @@ from topics.patterns import MAX_URI_LENGTH
 log = logging.getLogger("sandbar.topics.journal")
 
 DECISIONS_TOPIC = "sandbar.inspect.decisions"
-MAX_BATCH = 500  # rows per publish: a burst goes out as several frames of bounded size
+MAX_BATCH = 200  # rows per publish: a burst goes out in frames of ~220 KB at most (1 MB limit)
 MAX_REASON = 500
 
 
