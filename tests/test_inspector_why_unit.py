@@ -257,3 +257,15 @@ def test_config_keys_are_validated():
         with pytest.raises(ValidationError):
             TopicsConfig(router=router, **{key: value})
     assert TopicsConfig(router=router).decision_log_size == 10_000
+
+
+def test_a_replica_back_from_a_reconnect_closes_what_ended_while_it_was_away():
+    journal = Journal(10, 60, 10, 60, Clock())
+    for session in (1, 2, 3):
+        journal.joined({"session": session, "authid": "bob"}, T0)
+        journal.subscribed(session, 9, "chat.a", "exact", T0)
+    journal.joined({"session": 4, "authid": "bob"}, T0 + 10)  # joined while it was learning
+    journal.reconcile({1, 2}, {(1, 9)}, T0 + 5)
+    assert journal.open_sessions() == {1, 2, 4}
+    ended = {(s.session, s.until) for s in journal.subscriptions_of([1, 2, 3])}
+    assert ended == {(1, None), (2, T0 + 5), (3, T0 + 5)}

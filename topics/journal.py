@@ -47,6 +47,10 @@ def _covers(
     return True if records_since <= at else None
 
 
+def _before(since: float | None, at: float) -> bool:
+    return since is None or since < at
+
+
 @dataclass
 class SessionSpan:
     """A session, from its join (None: already connected when records began) to its leave."""
@@ -276,6 +280,22 @@ class Journal:
 
     def open_sessions(self) -> set[int]:
         return set(self._open_sessions)
+
+    def reconcile(self, live: set[int], held: set[tuple[int, int]] | None, at: float) -> None:
+        """Close the open spans, begun before ``at``, that the router no longer has (they
+        ended while this replica was away); ``held`` None: subscriptions not listed."""
+        for session in list(self._open_sessions):
+            span = self.sessions.get(self._open_sessions[session])
+            if session not in live and (span is None or _before(span.since, at)):
+                self.left(session, at)
+        for pair, key in list(self._open_subscriptions.items()):
+            span_ = self.subscriptions.get(key)
+            if (
+                held is not None
+                and pair not in held
+                and (span_ is None or _before(span_.since, at))
+            ):
+                self.unsubscribed(*pair, at)
 
     def sessions_of(
         self, authid: str | None = None, session: int | None = None
