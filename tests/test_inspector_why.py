@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 import yaml
 from autobahn.wamp.exception import ApplicationError
 
@@ -172,6 +173,20 @@ def test_a_delivered(stack, staff, sender):
     assert "no addressing" in checks["addressing"]["detail"]
     assert bob.id in [s["session"] for s in answer["sessions"]]
 
+    # The real path: the API commits the article, its outbox numbers it, the bridge sends it.
+    posted = requests.post(
+        f"{stack.api.url}/articles",
+        headers=stack.api.auth,
+        json={"title": "through the outbox", "body": "b"},
+        timeout=10,
+    )
+    assert posted.status_code == 201, posted.text
+    [got] = [e for e in bob.wait_for(2) if e.args[0].get("title") == "through the outbox"]
+    answer = why_not(staff, "delivered", authid="bob", event=got.kwargs["id"])
+    assert answer["event"]["seq"] == got.kwargs["seq"] is not None
+    assert f"seq {got.kwargs['seq']}" in steps(answer)["published"]["detail"]
+    assert f"a gap before seq {got.kwargs['seq']}" in steps(answer)["addressing"]["detail"]
+
 
 def test_b_refused_with_the_reason(stack, staff, sender):
     carl = stack.user("carl")
@@ -253,7 +268,7 @@ def test_not_connected_then(stack, staff, sender):
     detail = steps(answer)["connected"]["detail"]
     assert steps(answer)["connected"]["ok"] is False
     assert "no session of user 'gus' was connected" in detail
-    assert f"session {gone} from" in detail
+    assert f"(in the records: session {gone} from" in detail
 
 
 def test_not_published_says_where_to_look(staff):

@@ -269,3 +269,11 @@ def test_a_replica_back_from_a_reconnect_closes_what_ended_while_it_was_away():
     assert journal.open_sessions() == {1, 2, 4}
     ended = {(s.session, s.until) for s in journal.subscriptions_of([1, 2, 3])}
     assert ended == {(1, None), (2, T0 + 5), (3, T0 + 5)}
+
+
+def test_asked_by_session_the_answer_names_the_session():
+    ev = Evidence(None, 5, "e1", None, record(), BRIDGE, [], [], [], T0)
+    [_, connected] = answer(ev)["steps"]
+    assert connected["ok"] is False
+    assert connected["detail"].startswith("session 5 was not connected at ")
+    assert connected["detail"].endswith("(not in the records since 1970-01-12T13:46:40.000Z)")

@@ -173,8 +173,10 @@ def _not_connected(
         f"session {s.session} from {when(s.since)} to {when(s.until) if s.until else 'now'}"
         for s in evidence.sessions[:5]
     )
-    seen = f" (its sessions: {spans})" if spans else f" (no session of it since {when(since)})"
-    return _step("connected", False, f"no session of {who} was connected at {when(at)}{seen}")
+    seen = f" (in the records: {spans})" if spans else f" (not in the records since {when(since)})"
+    if evidence.authid is not None:
+        return _step("connected", False, f"no session of {who} was connected at {when(at)}{seen}")
+    return _step("connected", False, f"{who} was not connected at {when(at)}{seen}")
 
 
 def _connected(connected: Sequence[SessionSpan], who: str, at: float) -> dict[str, Any]:
