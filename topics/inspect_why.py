@@ -183,10 +183,10 @@ def _connected(connected: Sequence[SessionSpan], who: str, at: float) -> dict[st
     first = connected[0]
     started = when(first.since) if first.since is not None else "before records began"
     transport = first.transport.get("type") or "unknown transport"
-    detail = (
-        f"{who} had {len(connected)} session(s) connected at {when(at)}: session "
-        f"{first.session} ({first.authrole}, {transport}) since {started}"
-    )
+    about = f"session {first.session} ({first.authrole}, {transport}) since {started}"
+    if who.startswith("session "):
+        return _step("connected", True, f"connected at {when(at)}: {about}", first.since)
+    detail = f"{who} had {len(connected)} session(s) connected at {when(at)}: {about}"
     return _step("connected", True, detail, first.since)
 
 
