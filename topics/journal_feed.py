@@ -154,7 +154,22 @@ class JournalFeed:
         allow: bool,
         reason: str | None,
     ) -> None:
-        """Record one decision here and queue it for the others (one tuple, one timer)."""
+        """Record one decision here and queue it for the others (one tuple, one timer).
+        Never raises: a fault here must not turn into a denial for everyone."""
+        try:
+            self._decided(details, uri, action, options, allow, reason)
+        except Exception:
+            log.exception("could not record a decision (the decision stands)")
+
+    def _decided(
+        self,
+        details: Mapping[str, Any],
+        uri: str,
+        action: str,
+        options: Mapping[str, Any] | None,
+        allow: bool,
+        reason: str | None,
+    ) -> None:
         session = details.get("session")
         authid = details.get("authid")
         record = DecisionRecord(
