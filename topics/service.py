@@ -51,6 +51,7 @@ from topics.authorizer import (
 from topics.directory import SessionDirectory
 from topics.gate import Authenticator, RateLimiter, SubscriptionCount
 from topics.handlers import Reject
+from topics.inspect_why import install as install_why
 from topics.inspector import Inspector, staff_only
 from topics.metrics import TopicsMetrics
 from topics.payloads import check_relayable
@@ -88,6 +89,13 @@ class TopicsConfig(StrictModel):
     max_subscriptions: int = Field(100, gt=0)
     #: ``/metrics`` (sandbar/metrics.py); off unless a port is given
     metrics: MetricsSettings = MetricsSettings()
+    #: the inspector's records, in memory (topics/journal.py): authorization decisions,
+    #: and session/subscription spans; shared decisions go out in batches this often
+    decision_log_size: int = Field(10_000, gt=0, le=1_000_000)
+    decision_log_seconds: float = Field(3600.0, gt=0, le=7 * 86400)
+    journal_size: int = Field(10_000, gt=0, le=1_000_000)
+    journal_seconds: float = Field(3600.0, gt=0, le=7 * 86400)
+    decision_batch_seconds: float = Field(0.1, gt=0, le=10)
 
     @field_validator("app")
     @classmethod
@@ -162,6 +170,7 @@ class TopicsService:
         self._registrations: list[Any] = []
         self._serving = 0  # procedure calls being handled right now
         self.inspector = Inspector()  # staff-only procedures, served by the leader
+        self.records = install_why(self)  # for inspect.why_not (topics/inspect_why.py)
 
     @functools.cached_property
     def settings(self) -> Mapping[str, Any]:
@@ -233,6 +242,7 @@ class TopicsService:
         except Exception:
             log.exception("authorizer failed for %s '%s'; denying", action, shown(uri))
             decision = Decision(False, "authorizer error")
+        self.records.decided(details, uri, action, options, decision.allow, decision.reason)
         if not decision.allow:
             log.info(
                 "denied %s '%s' to session %s (%s): %s",
@@ -452,6 +462,7 @@ class TopicsService:
         await session.subscribe(self.on_session_joined, "wamp.session.on_join")
         await session.subscribe(self.on_session_left, "wamp.session.on_leave")
         await session.subscribe(self.on_revoked, REVOKED)
+        await self.records.attach(session)
         self._campaign = asyncio.ensure_future(self._campaign_for_leader(session))
         log.info("serving %d topics: %s", len(self.topics), ", ".join(self.describe()))
 
