@@ -191,6 +191,8 @@ class Taps:
         except ApplicationError as exc:
             self.taps.pop(tap.id, None)
             raise invalid(f"pattern '{tapped.source}' cannot be tapped: {exc.error}") from None
+        if tap.id not in self.taps:  # its session left while the router subscribed
+            await self._end(tap)
         log.info("tap %d on '%s' (%s) for session %d", tap.id, tapped.uri, tapped.match, session)
         return {
             "tap": tap.id,
