@@ -263,7 +263,9 @@ def test_overload_drops_and_counts(browser, stack):
     forwarded = len(got)
     dropped = sum(r["dropped"] for r in got)
     assert forwarded + dropped == sent + 1, (forwarded, dropped)
-    assert dropped > 0 and got[-1]["dropped"] > 0
+    # each drop is told in the next forwarded record (on a slow machine the bucket refills
+    # during the flood, so which record tells is not fixed; the sum is)
+    assert dropped > 0
     assert forwarded <= TAP_BURST + TAP_RATE * (took + 0.5) + 1
     assert _dropped_metric(stack) - before == dropped
     print(f"overload: {sent + 1} sent in {took:.2f} s, {forwarded} forwarded, {dropped} dropped")

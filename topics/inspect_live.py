@@ -54,7 +54,6 @@ class LiveInspector:
             config.max_taps,
             service.metrics,
         )
-        self.joined: dict[int, float] = {}  # session id → when this replica saw it join
         add = service.inspector.add_procedure
         add("services", self.services)
         add("sessions", self.sessions)
@@ -63,19 +62,12 @@ class LiveInspector:
         add("tap.stop", self.tap_stop)
 
     async def attach(self, session: ApplicationSession) -> None:
-        """On each join: learn when sessions join (for ``since``) and end the taps of those
-        that leave. Taps of an earlier router session are gone with it."""
-        self.joined.clear()
+        """On each join: end the taps of sessions that leave. Taps of an earlier router
+        session are gone with it."""
         self.taps.reset(session)
-        await session.subscribe(self._on_join, "wamp.session.on_join")
         await session.subscribe(self._on_leave, "wamp.session.on_leave")
 
-    def _on_join(self, details: dict[str, Any]) -> None:
-        if isinstance(details, dict) and isinstance(details.get("session"), int):
-            self.joined[details["session"]] = time.time()
-
     async def _on_leave(self, session_id: int, *_: Any) -> None:
-        self.joined.pop(session_id, None)
         await self.taps.session_left(session_id)
 
     def _wamp(self) -> ApplicationSession:
@@ -188,7 +180,7 @@ class LiveInspector:
                 "type": transport.get("channel_framing") or transport.get("channel_type"),
                 "peer": transport.get("peer"),
             },
-            "since": self.joined.get(info.id),
+            "since": self.service.records.journal.connected_since(info.id),  # the journal's
             "subscriptions": await self._subscriptions_of(wamp, info.id),
         }
 

@@ -285,6 +285,12 @@ class Journal:
     def open_sessions(self) -> set[int]:
         return set(self._open_sessions)
 
+    def connected_since(self, session: int) -> float | None:
+        """When a session still connected joined (None: unknown, or not connected)."""
+        key = self._open_sessions.get(session)
+        span = self.sessions.get(key) if key is not None else None
+        return span.since if span is not None else None
+
     def reconcile(self, live: set[int], held: set[tuple[int, int]] | None, at: float) -> None:
         """Close the open spans, begun before ``at``, that the router no longer has (they
         ended while this replica was away); ``held`` None: subscriptions not listed."""

@@ -188,6 +188,13 @@ class JournalFeed:
         if self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self.batch_seconds, self._flush)
 
+    def flush(self) -> None:
+        """Share the queued decisions now: a replica stopping gracefully leaves its share
+        with the others (the leader after it answers for them)."""
+        if self._timer is not None:
+            self._timer.cancel()
+        self._flush()
+
     def _flush(self) -> None:
         self._timer = None
         wamp = self.wamp

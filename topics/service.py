@@ -498,6 +498,7 @@ class TopicsService:
         deadline = asyncio.get_running_loop().time() + patience
         while self._serving and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.01)
+        self.records.flush()  # the decisions made so far reach the other replicas
 
     async def _campaign_for_leader(self, session: ApplicationSession) -> None:
         """Hold ``sandbar.topics.leader`` (a single registration); retry while another does."""
