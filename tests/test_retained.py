@@ -30,11 +30,12 @@ def _worker_rss(router: Router) -> int:
 
 def _with_session(router: Router, work: Callable[[BackendSession], Awaitable[Any]]) -> Any:
     async def run() -> Any:
-        joined: asyncio.Future[BackendSession] = asyncio.get_running_loop().create_future()
+        joined: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         connection = RouterConnection(url=router.backend_url, authid="bridge", ticket=SECRET)
-        session, gone = await open_session(connection, lambda s, _: joined.set_result(s))
+        session, gone = await open_session(connection, lambda *_: joined.set_result(None))
         try:
-            return await work(await asyncio.wait_for(joined, 10))
+            await asyncio.wait_for(joined, 10)
+            return await work(session)
         finally:
             session.leave()
             await asyncio.wait_for(gone, 5)
