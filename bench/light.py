@@ -6,7 +6,10 @@ AutobahnPython session spends ~50-100 µs of Python per received frame, so 1000 
 in two processes took longer to *read* an event than the router took to send it; this
 client spends ~10 µs. It speaks to the real router like a browser does (RFC 6455 with
 masked client frames, ``wamp.2.json``, anonymous, authorized by the topics service),
-answers the router's pings, and reports a connection the router closes.
+answers the router's pings, and reports a connection the router closes. Leaving closes the
+connection once the router answers GOODBYE, as AutobahnJS does: Crossbar keeps a
+connection open after GOODBYE (WAMP lets a client join again on it), so a client that only
+says GOODBYE leaves an idle connection in the router for good.
 """
 
 from __future__ import annotations
@@ -20,6 +23,10 @@ from typing import Any
 
 HELLO, WELCOME, ABORT, GOODBYE, ERROR, SUBSCRIBE, SUBSCRIBED, EVENT = 1, 2, 3, 6, 8, 32, 33, 36
 TEXT, CLOSE, PING, PONG = 0x1, 0x8, 0x9, 0xA
+#: WebSocket close status: normal closure
+NORMAL_CLOSURE = (1000).to_bytes(2, "big")
+#: seconds a leaving client waits for the router's GOODBYE and CLOSE before it drops the socket
+LEAVE_TIMEOUT = 5.0
 
 
 def frame(opcode: int, data: bytes) -> bytes:
@@ -54,6 +61,7 @@ class LightSubscriber(asyncio.Protocol):
         self._buffer = bytearray()
         self._upgraded = False
         self._fragments: list[bytes] = []
+        self._close_sent = False
 
     # -- WebSocket ---------------------------------------------------------------------
 
@@ -103,7 +111,8 @@ class LightSubscriber(asyncio.Protocol):
         if opcode == PING:
             self._write(PONG, payload)
         elif opcode == CLOSE:
-            self._write(CLOSE, payload[:2])
+            if not self._close_sent:  # the router's close, not its answer to ours
+                self._write(CLOSE, payload[:2])
             if self._transport is not None:
                 self._transport.close()
         elif opcode in (TEXT, 0x0):  # a text frame, or the continuation of one
@@ -137,6 +146,9 @@ class LightSubscriber(asyncio.Protocol):
                 self.ready.set_result(None)
         elif kind == GOODBYE and not self.stopping:  # the router's own, not its answer
             self._send_wamp([GOODBYE, {}, "wamp.close.goodbye_and_out"])
+        elif kind == GOODBYE:  # the answer to ours: the session is over, so is the connection
+            self._write(CLOSE, NORMAL_CLOSURE)
+            self._close_sent = True
         elif kind in (ABORT, ERROR):
             self._fail(f"router said {message}")
 
@@ -145,5 +157,8 @@ class LightSubscriber(asyncio.Protocol):
             self.ready.set_exception(ConnectionError(why))
 
     def leave(self) -> None:
+        """Say GOODBYE; the connection closes on the router's answer (or after a timeout)."""
         self.stopping = True
         self._send_wamp([GOODBYE, {}, "wamp.close.system_shutdown"])
+        if self._transport is not None:
+            asyncio.get_running_loop().call_later(LEAVE_TIMEOUT, self._transport.close)

@@ -27,6 +27,7 @@ from sandbar.router_metrics import (
     metrics_settings,
     registry_for,
 )
+from sandbar.router_retained import bound_retained_events
 from sandbar.secrets import SECRET_VAR
 
 
@@ -63,7 +64,8 @@ def _install(limits: GuardSettings) -> None:
 
 
 class RouterGuard(ApplicationSession):
-    """Installs sandbar/router_guard.py's limits in this worker. Crossbar starts the
+    """Installs sandbar/router_guard.py's limits and sandbar/router_retained.py's bound in
+    this worker. Crossbar starts the
     components before the transports, so no message is decoded before they hold."""
 
     @classmethod
@@ -77,6 +79,7 @@ class RouterGuard(ApplicationSession):
 
     def _apply(self) -> None:
         _install(self._limits)
+        bound_retained_events()  # the router's broker only: proxies have none
 
     def onJoin(self, details: Any) -> None:
         self._apply()  # again, in case something imported since raised the limit
