@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections.abc import Awaitable, Callable
+from types import SimpleNamespace
 from typing import Any
 
 import psutil
 from autobahn.wamp.types import PublishOptions, SubscribeOptions
 
+from sandbar.router_retained import may_see
 from sandbar.wamp import BackendSession, RouterConnection, open_session
 from tests.support.procs import SECRET, Router
 
@@ -82,3 +85,55 @@ def test_a_subscribe_for_retained_events_after_a_to_others_event_is_answered(
         return got
 
     assert _with_session(router, publish_then_subscribe) == [2]  # the newest, once
+
+
+def test_an_event_addressed_by_authid_is_not_retained_for_others(router: Router, subscribe):
+    """Crossbar's retained check knew only session ids: an event sent ``to_authids``
+    (``eligible_authid``) went to any session subscribing with ``get_retained``; now only
+    to sessions that would have got it live, and to the backend."""
+    topic = f"cursor.retained-{next(_topics)}"
+    private = PublishOptions(acknowledge=True, retain=True, eligible_authid=["alice"])
+
+    async def publish(session: BackendSession) -> list[Any]:
+        await session.publish(topic, "for alice only", options=private)
+        got: list[Any] = []
+        await session.subscribe(
+            lambda *args, **_: got.append(args[0]),
+            topic,
+            options=SubscribeOptions(get_retained=True),
+        )
+        await asyncio.sleep(0.3)
+        return got
+
+    assert _with_session(router, publish) == ["for alice only"]  # the backend reads it
+    stranger = subscribe(topic, get_retained=True)  # anonymous, not alice
+
+    async def then_everyone(session: BackendSession) -> None:
+        await session.publish(topic, "for everyone", options=PublishOptions(acknowledge=True))
+
+    _with_session(router, then_everyone)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not stranger.snapshot():
+        time.sleep(0.05)
+    assert [event.args[0] for event in stranger.snapshot()] == ["for everyone"]
+
+
+def test_the_audience_rule_is_the_live_one() -> None:
+    """``may_see``: session ids, authids and roles, eligible and excluded; the backend sees
+    every retained event."""
+    publish = SimpleNamespace(
+        eligible=None,
+        exclude=[9],
+        eligible_authid=["alice", "bob"],
+        exclude_authid=["bob"],
+        eligible_authrole=None,
+        exclude_authrole=["anonymous"],
+    )
+    assert may_see(publish, 1, "alice", "user")
+    assert not may_see(publish, 9, "alice", "user")  # her excluded tab
+    assert not may_see(publish, 2, "bob", "user")
+    assert not may_see(publish, 3, "carl", "user")
+    assert not may_see(publish, 4, "alice", "anonymous")
+    assert may_see(publish, 5, "bridge", "backend")
+    nobody = SimpleNamespace(**{**vars(publish), "eligible": [], "exclude": None})
+    assert not may_see(nobody, 1, "alice", "user")
