@@ -125,6 +125,7 @@ def tap_row(page: Page, **data: str) -> Any:
 
 
 def ask_why(page: Page, who: str, what: str, kind: str = "event") -> Any:
+    """Ask the "why not?" panel; its verdict line once the answer is in."""
     page.get_by_test_id("why-who").fill(who)
     page.get_by_test_id("why-what-kind").select_option(kind)
     page.get_by_test_id("why-what").fill(what)
@@ -247,42 +248,47 @@ def test_why_not_answers_four_prepared_cases(pages, stack):
 
 
 def prepare_and_ask(page: Page, router: Router, api: Api, staff: str) -> dict[str, tuple[str, str]]:
-    """The four cases, each with its own users: delivered, refused (with the reason), not
-    subscribed at the time, excluded by addressing. Returns case → (verdict, verdict text)."""
+    """The four cases, each with users of its own: delivered, refused (with the reason),
+    not subscribed at the time, excluded by addressing. Returns case → (verdict, the
+    verdict line the page shows)."""
     names = {case: user(api, case) for case in ("dora", "eve", "gus", "hal", "ivy")}
-    tokens = {case: api.sign_in(name) for case, name in names.items()}
     clients = {
-        case: Client(router.ws_url, authid=names[case], ticket=tokens[case]) for case in names
+        case: Client(router.ws_url, authid=name, ticket=api.sign_in(name))
+        for case, name in names.items()
     }
+    token = api.sign_in(staff)
     try:
-        clients["dora"].subscribe("articles")  # delivered
-        clients["hal"].subscribe("articles")  # excluded: the memo is for ivy only
+        clients["dora"].subscribe("articles")
+        clients["hal"].subscribe("articles")
         clients["ivy"].subscribe("articles")
         with pytest.raises(ApplicationError, match="not_authorized"):
-            clients["eve"].subscribe(f"user.{names['dora']}")  # not hers: refused
+            clients["eve"].subscribe(f"user.{names['dora']}")  # dora's private topic
         article = post_article(api, "Why-not material")
-        memo = staff_publish(
-            api,
-            api.sign_in(staff),
-            MEMO,
-            {"readers": [names["ivy"]], "text": "for ivy only"},
+        note = staff_publish(
+            api, token, "user.notified", {"user": names["dora"], "text": "hi", "from": staff}
         )
+        memo = staff_publish(api, token, MEMO, {"readers": [names["ivy"]], "text": "ivy only"})
         clients["dora"].wait_for(1, name="article.created")
         clients["ivy"].wait_for(1, name=MEMO)
         event = wait_event_id(api, article)
-        clients["gus"].subscribe("articles")  # after the article: not subscribed at the time
-        answers = {}
+        clients["gus"].subscribe("articles")  # after the article was published
         cases = [
-            ("delivered", names["dora"], event, "event", "delivered"),
-            ("refused", names["eve"], f"user.{names['dora']}", "topic", "refused"),
-            ("not subscribed", names["gus"], event, "event", "not_subscribed"),
-            ("excluded", names["hal"], memo["id"], "event", "excluded"),
+            ("delivered", names["dora"], event, "delivered"),
+            ("refused", names["eve"], note["id"], "refused"),
+            ("not subscribed", names["gus"], event, "not_subscribed"),
+            ("excluded", names["hal"], memo["id"], "excluded"),
         ]
-        for case, who, what, kind, expected in cases:
-            verdict = ask_why(page, who, what, kind)
+        answers = {}
+        for case, who, what, expected in cases:
+            verdict = ask_why(page, who, what)
             expect(verdict).to_have_attribute("data-verdict", expected)
+            expect(page.locator("[data-testid=why-step][data-check=committed]")).to_have_attribute(
+                "data-ok", "true"
+            )
             answers[case] = (expected, verdict.inner_text())
         assert "this topic belongs to another user" in answers["refused"][1], answers
+        assert "after the publish" in answers["not subscribed"][1], answers
+        assert "to_authids" in answers["excluded"][1], answers
         return answers
     finally:
         for client in clients.values():

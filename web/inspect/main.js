@@ -26,7 +26,11 @@ const account = new Account({ root: $("#account"), apiUrl, onChange: () => check
 const headers = () => account.headers();
 const why = new WhyNot({ root: $("#why"), apiUrl, headers });
 const tap = new Tap({ root: $("#tap"), onWhy: (id) => why.prefill(id) });
-const overview = new Overview({ root: $("#inspector"), onTopic: (uri) => tap.start(uri) });
+const overview = new Overview({
+  root: $("#inspector"),
+  onTopic: (uri) => tap.start(uri),
+  onLeader: (session) => tap.leader(session),
+});
 const publish = new Publish({ root: $("#publish"), apiUrl, headers });
 const panels = [overview, tap, why];
 

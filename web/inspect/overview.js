@@ -13,9 +13,10 @@ export const REFRESH_MS = 3000;
 const LIMIT = 200;
 
 export class Overview {
-  constructor({ root, onTopic }) {
+  constructor({ root, onTopic, onLeader }) {
     this.$ = (selector) => root.querySelector(selector);
     this.onTopic = onTopic; // a topic's name was clicked: tap it
+    this.onLeader = onLeader; // the topics leader's session id, on every refresh
     this.session = null;
     this.timer = null;
     this.running = null;
@@ -91,6 +92,8 @@ export class Overview {
       ], api && api.status && api.status !== "ok"),
     );
     this.$("#services-at").textContent = at ? `as of ${when(at)}` : "now";
+    const leader = replicas.find((replica) => replica.leader);
+    if (leader) this.onLeader(leader.session);
   }
 
   showSessions(sessions) {

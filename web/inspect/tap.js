@@ -22,6 +22,7 @@ export class Tap {
     this.subscribed = null; // the session the inspect.tap subscription belongs to
     this.pattern = null; // kept across reconnects: the tap restarts on the new session
     this.tap = null;
+    this.leaderId = null;
     this.paused = false;
     this.held = [];
     this.count = 0;
@@ -52,12 +53,20 @@ export class Tap {
     this.render();
   }
 
+  /** The topics leader changed (a failover): its taps went with the old one, so start again. */
+  leader(session) {
+    const changed = this.leaderId != null && session !== this.leaderId;
+    this.leaderId = session;
+    if (changed && this.session && this.pattern) this.start(this.pattern);
+  }
+
   /** Signed out: forget the tap and its events. */
   reset() {
     this.detach();
-    this.pattern = null;
+    this.pattern = this.leaderId = null;
     this.held = [];
     this.count = this.dropped = 0;
+    this.$("#tap-caveat").textContent = "";
     this.rows.replaceChildren();
     this.setPaused(false);
     this.say("", "");
@@ -78,8 +87,10 @@ export class Tap {
       if (session !== this.session) return;
       this.pattern = pattern;
       this.tap = answer.tap;
-      const rate = answer.rate ? `at most ${answer.rate} events/s, beyond that dropped and counted` : "";
-      this.say("ok", `Tapping ${answer.pattern || pattern}${rate ? ` (${rate})` : ""}.`);
+      const burst = answer.burst ? `, bursts of ${answer.burst}` : "";
+      const rate = answer.rate ? ` (at most ${answer.rate} events/s${burst}; beyond that dropped and counted)` : "";
+      this.say("ok", `Tapping ${answer.pattern || pattern}${rate}.`);
+      this.$("#tap-caveat").textContent = answer.caveat ? `Not seen by a tap: ${answer.caveat}.` : "";
     } catch (err) {
       if (session === this.session) this.say("error", `Tap refused: ${err.reason || describe(err)}`);
     }

@@ -21,6 +21,10 @@ export const VERDICTS = {
   unknown: "Unknown",
 };
 
+// a step's `ok`: true (no obstacle to delivery), false (an obstacle), null (the records cannot tell)
+const MARKS = { true: "✓", false: "✗", unknown: "?" };
+const SAID = { true: "passed: ", false: "failed: ", unknown: "unknown: " };
+
 export class WhyNot {
   constructor({ root, apiUrl, headers }) {
     this.$ = (selector) => root.querySelector(selector);
@@ -116,9 +120,9 @@ export class WhyNot {
       ...steps.map((step) =>
         el(
           "li.step",
-          { dataset: { testid: "why-step", check: step.check || "", ok: String(Boolean(step.ok)) } },
-          el("span.mark", { "aria-hidden": "true" }, step.ok ? "✓" : "✗"),
-          el("span.sr-only", {}, step.ok ? "yes: " : "no: "),
+          { dataset: { testid: "why-step", check: step.check || "", ok: String(step.ok ?? "unknown") } },
+          el("span.mark", { "aria-hidden": "true" }, MARKS[String(step.ok ?? "unknown")]),
+          el("span.sr-only", {}, SAID[String(step.ok ?? "unknown")]),
           el("strong", {}, step.check || "check"),
           " ",
           el("span.detail", {}, step.detail || ""),
@@ -129,9 +133,19 @@ export class WhyNot {
   }
 }
 
-/** The verdict's reason: the first failed check of the leader's steps (delivered: the last). */
+/** The check each verdict stems from: its step's detail is the verdict's reason. */
+const BECAUSE = {
+  delivered: "addressing",
+  refused: "refused",
+  not_subscribed: "subscribed",
+  not_connected: "connected",
+  excluded: "addressing",
+  not_published: "published",
+};
+
+/** The verdict's reason: the detail of the step it stems from, else the first doubtful one. */
 function reasonOf(answer) {
   const steps = answer.steps || [];
-  const step = answer.verdict === "delivered" ? steps[steps.length - 1] : steps.find((s) => !s.ok);
+  const step = steps.find((s) => s.check === BECAUSE[answer.verdict]) || steps.find((s) => s.ok !== true);
   return step ? step.detail || step.check : "";
 }
