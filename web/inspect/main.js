@@ -46,6 +46,7 @@ async function checkAccess() {
   const check = ++checking;
   disconnect();
   for (const panel of panels) panel.reset();
+  publish.reset();
   if (!account.token) return gate("signed-out", "info", "Sign in with a staff account to use the inspector.");
   gate("checking", "pending", `Checking ${account.user}'s role…`);
   let who;

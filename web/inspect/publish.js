@@ -42,6 +42,12 @@ export class Publish {
     }
   }
 
+  /** Signed out: no answer of the last staff user's stays on the page. */
+  reset() {
+    this.$("#publish-answer").hidden = true;
+    this.fillSkeleton();
+  }
+
   fillSkeleton() {
     const example = this.schemas.get(this.select.value);
     if (example !== undefined) this.payload.value = JSON.stringify(example, null, 2);
