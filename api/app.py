@@ -10,13 +10,13 @@ from flask import Flask
 from pydantic import SecretStr
 from sqlalchemy import Engine
 
-from api import ages, articles, auth, events, notifications, tracing
+from api import ages, articles, auth, events, inspector, notifications, tracing
 from api.config import ApiConfig
 from api.cors import allow_origins
 from api.db import create_schema, make_engine, wait_for_database
 from api.errors import register_error_handlers
 from api.metrics import ApiMetrics
-from api.outbox import Outbox, OutboxSettings
+from api.outbox import Outbox, OutboxSettings, backlog
 from api.push import Push
 from api.signals import article_created, auth_revoked, user_notified
 from bridge.client import EventSender
@@ -62,14 +62,17 @@ def create_app(config: ApiConfig | None = None, *, sender: EventSender | None = 
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
+        """The database answers; and the outbox backlog, which an orchestrator's probe and
+        the inspector's ``inspect.services`` (that holds no staff token) want to see."""
         with engine.connect() as conn:
-            conn.exec_driver_sql("SELECT 1")
-        return {"status": "ok"}
+            waiting = backlog(conn)
+        return {"status": "ok", "outbox": {**waiting, "delivery": config.delivery}}
 
     app.register_blueprint(events.bp)
     app.register_blueprint(ages.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(notifications.bp)
+    app.register_blueprint(inspector.bp)
     app.extensions["sandbar_tokens"] = auth.Tokens(config.signing_secret(), config.token_max_age)
     push = Push(app, engine, sender=sender, outbox=_outbox(config, engine, meters))
     push.forward(article_created, lambda article: article)

@@ -42,8 +42,7 @@ log = logging.getLogger("sandbar.api.push")
 
 PayloadFactory = Callable[..., dict[str, Any]]
 
-Pending = tuple[str, dict[str, Any], dict[str, Any] | None]  # name, payload, others
-_after_commit: contextvars.ContextVar[list[Pending] | None] = contextvars.ContextVar(
+_after_commit: contextvars.ContextVar[list[Envelope] | None] = contextvars.ContextVar(
     "push_after_commit", default=None
 )
 
@@ -121,38 +120,37 @@ class Push:
                 yield conn
             return
         assert self.engine is not None
-        pending: list[Pending] = []
+        pending: list[Envelope] = []
         token = _after_commit.set(pending)
         try:
             with begin_write(self.engine) as conn:
                 yield conn
         finally:
             _after_commit.reset(token)
-        for name, payload, others in pending:  # committed
-            self._send_now(name, payload, others)
+        for envelope in pending:  # committed
+            self._send_now(envelope)
 
-    def emit(self, name: str, payload: dict[str, Any]) -> None:
-        """Record (reliable) or queue for after commit (fire-and-forget) one event; a
-        request naming its browser session (toOthers) leaves that session out. A payload
-        that does not fit the event's schema raises PayloadMismatch: the transaction
-        rolls back and the request fails (api/errors.py answers 500 and logs it)."""
+    def emit(self, name: str, payload: dict[str, Any]) -> Envelope:
+        """Record (reliable) or queue for after commit (fire-and-forget) one event, and
+        return it (with its topic and seq when recorded); a request naming its browser
+        session (toOthers) leaves that session out. A payload that does not fit the
+        event's schema raises PayloadMismatch: the transaction rolls back and the request
+        fails (api/errors.py answers 500 and logs it)."""
         self.schemas.check(name, payload)
         others = sender_session()
         if self.outbox is not None:
-            self.outbox.emit(name, payload, others)
-            return
+            return self.outbox.emit(name, payload, others)
+        envelope = Envelope(name=name, payload=payload, others=others, trace=tracing.for_event())
         pending = _after_commit.get()
         if pending is not None:
-            pending.append((name, payload, others))
+            pending.append(envelope)
         else:
-            self._send_now(name, payload, others)
+            self._send_now(envelope)
+        return envelope
 
-    def _send_now(self, name: str, payload: dict[str, Any], others: dict[str, Any] | None) -> None:
+    def _send_now(self, envelope: Envelope) -> None:
         assert self.sender is not None
         try:
-            envelope = Envelope(
-                name=name, payload=payload, others=others, trace=tracing.for_event()
-            )
             self.sender.send_envelope(envelope)
         except SendError as exc:
             log.error("event not forwarded: %s", exc)

@@ -155,6 +155,11 @@ class PublishSettings(StrictModel):
     gap_timeout: float = Field(15.0, gt=0)  # seconds to hold events waiting for a missing seq
 
 
+class InspectSettings(StrictModel):
+    #: events the bridge remembers having published (bridge/published.py), the newest kept
+    published_records: int = Field(10_000, gt=0, le=1_000_000)
+
+
 class RouteSettings(StrictModel):
     topic: Template
     retain: bool = False
@@ -185,6 +190,7 @@ class BridgeConfig(RoutesConfig):
     zmq: ZmqSettings = Field(default_factory=dict, validate_default=True)
     router: RouterConnection
     publish: PublishSettings = PublishSettings()
+    inspect: InspectSettings = InspectSettings()
     #: ``/metrics`` (sandbar/metrics.py); ``--metrics-port`` or SANDBAR_BRIDGE_METRICS_PORT wins
     metrics: MetricsSettings = MetricsSettings()
 

@@ -32,6 +32,7 @@ from bridge.config import DEFAULT_PATH, BridgeConfig, check_routes, load_config,
 from bridge.envelope import Ack, Envelope, MalformedFrame, reply_address
 from bridge.metrics import BridgeMetrics
 from bridge.others import leave_out
+from bridge.published import PUBLISHED_PROCEDURE, Published
 from bridge.routes import Publication
 from bridge.schemas import load_event_schemas
 from bridge.sequencer import Sequencer
@@ -188,6 +189,7 @@ class Bridge:
         self.intake_error: str | None = None  # why the receive task ended, if it did
         self._stopping = False
         self.metrics = BridgeMetrics(self.snapshot)
+        self.published = Published(config.inspect.published_records)  # for inspect.why_not
 
     # -- intake -----------------------------------------------------------
 
@@ -392,6 +394,7 @@ class Bridge:
             self.stats.published += 1
             self.metrics.acknowledged(envelope.name, envelope.ts, sent)
             self.sequencer.published(envelope.id)
+            self.published.add(pub, done.result())
             self._answer(envelope.id, Ack(envelope.id, True))
             if log.isEnabledFor(logging.DEBUG):
                 log.debug(
@@ -429,10 +432,14 @@ class Bridge:
         if self._recovering is not None:
             await self._recovering
         self._session = session
-        try:
-            await session.register(self.snapshot, STATS_PROCEDURE)
-        except Exception as exc:  # another bridge holds it; stats stay in the log
-            log.warning("could not register %s: %s", STATS_PROCEDURE, exc)
+        for procedure, uri in (
+            (self.snapshot, STATS_PROCEDURE),
+            (self.published.query, PUBLISHED_PROCEDURE),
+        ):
+            try:
+                await session.register(procedure, uri)
+            except Exception as exc:  # another bridge holds it; stats stay in the log
+                log.warning("could not register %s: %s", uri, exc)
         log.info(
             "connected to router (session %s); %d events waiting", details.session, len(self._queue)
         )

@@ -52,6 +52,11 @@ class TopicsMetrics:
             ["hook", "topic"],
             registry=r,
         )
+        self.tap_dropped = Counter(
+            P + "inspector_tap_dropped",
+            "Events an inspector tap did not forward: over its rate (topics/inspect_tap.py)",
+            registry=r,
+        )
         self.schema_refused = Counter(
             P + "events_schema_refused",
             "Events topic code sent whose payload did not fit the event's schema, by event",

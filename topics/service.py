@@ -51,6 +51,8 @@ from topics.authorizer import (
 from topics.directory import SessionDirectory
 from topics.gate import Authenticator, RateLimiter, SubscriptionCount
 from topics.handlers import Reject
+from topics.inspect_live import LiveInspector, add_tap_arguments, tap_settings
+from topics.inspect_why import install as install_why
 from topics.inspector import Inspector, staff_only
 from topics.metrics import TopicsMetrics
 from topics.payloads import check_relayable
@@ -86,8 +88,21 @@ class TopicsConfig(StrictModel):
     explain_burst: int = Field(20, gt=0)
     #: subscriptions one session may hold at once
     max_subscriptions: int = Field(100, gt=0)
+    #: the inspector's tap (topics/inspect_tap.py): events forwarded a second per tap and
+    #: burst; taps one staff session may hold, and all sessions together
+    tap_rate: float = Field(50.0, gt=0)
+    tap_burst: int = Field(100, gt=0)
+    max_taps_per_session: int = Field(4, gt=0)
+    max_taps: int = Field(20, gt=0)
     #: ``/metrics`` (sandbar/metrics.py); off unless a port is given
     metrics: MetricsSettings = MetricsSettings()
+    #: the inspector's records, in memory (topics/journal.py): authorization decisions,
+    #: and session/subscription spans; shared decisions go out in batches this often
+    decision_log_size: int = Field(10_000, gt=0, le=1_000_000)
+    decision_log_seconds: float = Field(3600.0, gt=0, le=7 * 86400)
+    journal_size: int = Field(10_000, gt=0, le=1_000_000)
+    journal_seconds: float = Field(3600.0, gt=0, le=7 * 86400)
+    decision_batch_seconds: float = Field(0.1, gt=0, le=10)
 
     @field_validator("app")
     @classmethod
@@ -162,6 +177,8 @@ class TopicsService:
         self._registrations: list[Any] = []
         self._serving = 0  # procedure calls being handled right now
         self.inspector = Inspector()  # staff-only procedures, served by the leader
+        self.live = LiveInspector(self)  # inspect.services/sessions/topics/tap.*
+        self.records = install_why(self)  # for inspect.why_not (topics/inspect_why.py)
 
     @functools.cached_property
     def settings(self) -> Mapping[str, Any]:
@@ -189,6 +206,7 @@ class TopicsService:
             eligible_authid=addressing.get("authids"),
             exclude=addressing.get("exclude_sessions") or None,
             exclude_authid=addressing.get("exclude_authids") or None,
+            exclude_me=False,  # the leader's own taps (inspect.tap.start) see its publishes
         )
         future = asyncio.ensure_future(self._publish(uri, payload, name, options))
         future.add_done_callback(_log_failure(uri))
@@ -233,6 +251,7 @@ class TopicsService:
         except Exception:
             log.exception("authorizer failed for %s '%s'; denying", action, shown(uri))
             decision = Decision(False, "authorizer error")
+        self.records.decided(details, uri, action, options, decision.allow, decision.reason)
         if not decision.allow:
             log.info(
                 "denied %s '%s' to session %s (%s): %s",
@@ -452,6 +471,8 @@ class TopicsService:
         await session.subscribe(self.on_session_joined, "wamp.session.on_join")
         await session.subscribe(self.on_session_left, "wamp.session.on_leave")
         await session.subscribe(self.on_revoked, REVOKED)
+        await self.live.attach(session)
+        await self.records.attach(session)
         self._campaign = asyncio.ensure_future(self._campaign_for_leader(session))
         log.info("serving %d topics: %s", len(self.topics), ", ".join(self.describe()))
 
@@ -601,6 +622,7 @@ def main(argv: list[str] | None = None) -> None:
         help="subscriptions one session may hold at once (default: 100)",
     )
     metrics.add_arguments(parser, "topics")
+    add_tap_arguments(parser, env)
     args = parser.parse_args(argv)
     setup_logging(service="topics")
     try:
@@ -613,6 +635,7 @@ def main(argv: list[str] | None = None) -> None:
             publish_burst=args.publish_burst,
             explain_rate=args.explain_rate,
             max_subscriptions=args.max_subscriptions,
+            **tap_settings(args),
             metrics=metrics.settings_from(args, "topics", env=env),
             router=RouterConnection(
                 url=args.router_url,
