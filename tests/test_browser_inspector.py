@@ -355,3 +355,27 @@ def test_inspector_screenshot(pages, stack):
     path = SCREENSHOTS / "inspector.png"
     page.screenshot(path=str(path), full_page=True)
     print(f"\nscreenshot: {path}")
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), [("POST", "/inspect/api/publish"), ("GET", "/inspect/api/events/x")]
+)
+def test_the_api_answers_the_pages_preflight(stack, method, path):
+    """The page sends its staff token in a header, so the browser asks first (a CORS
+    preflight, without the token): answered with the CORS headers, not refused with 401."""
+    router, _, api = stack
+    origin = f"http://127.0.0.1:{router.port}"
+    response = requests.options(
+        f"{api.url}{path}",
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": method,
+            "Access-Control-Request-Headers": "authorization, content-type",
+        },
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["Access-Control-Allow-Origin"] == origin
+    assert "Authorization" in response.headers["Access-Control-Allow-Headers"]
+    # the request itself is still checked
+    assert requests.request(method, f"{api.url}{path}", timeout=10).status_code == 401
