@@ -351,6 +351,7 @@ def test_inspector_screenshot(pages, stack):
     expect(page.get_by_test_id("why-what")).to_have_value(wait_event_id(api, created))
     verdict = ask_why(page, readers[0], wait_event_id(api, created))
     expect(verdict).to_have_attribute("data-verdict", "delivered")
+    expect(page.locator("[data-testid=why-step][data-ok=true]")).to_have_count(6)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / "inspector.png"
     page.screenshot(path=str(path), full_page=True)

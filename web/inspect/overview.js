@@ -75,6 +75,7 @@ export class Overview {
     const { router, topics, bridge, api, at } = services || {};
     const replicas = Array.isArray(topics) ? topics : [];
     const outbox = (api && api.outbox) || {};
+    const unfolded = [...this.$("#service-list").querySelectorAll("details[open]")].map((d) => d.closest("li").dataset.testid);
     this.$("#service-list").replaceChildren(
       tile("router", "Router", router, router ? facts(router) : []),
       tile(
@@ -83,7 +84,7 @@ export class Overview {
         replicas.length ? {} : { error: "no replica answered" },
         replicas.map((replica) => [`session ${replica.session}`, replica.leader ? "leader" : "replica"]),
       ),
-      tile("bridge", "Bridge", bridge, bridge ? facts(bridge) : [], bridge && bridge.connected === false),
+      tile("bridge", "Bridge", bridge, bridge ? facts(bridge) : [], bridge && bridge.connected === false, BRIDGE_FIRST),
       tile("api", "API", api, [
         ["status", api && api.status],
         ["outbox backlog", outbox.backlog],
@@ -91,13 +92,20 @@ export class Overview {
         ["url", api && api.url],
       ], api && api.status && api.status !== "ok"),
     );
+    for (const testid of unfolded) {
+      const details = this.$(`[data-testid="${testid}"] details`);
+      if (details) details.open = true; // kept open across refreshes
+    }
     this.$("#services-at").textContent = at ? `as of ${when(at)}` : "now";
     const leader = replicas.find((replica) => replica.leader);
     if (leader) this.onLeader(leader.session);
   }
 
   showSessions(sessions) {
-    const list = Array.isArray(sessions) ? sessions : [];
+    // people first (by role, then user), the backends' own sessions last
+    const list = (Array.isArray(sessions) ? sessions : []).slice().sort(
+      (a, b) => rank(a) - rank(b) || String(a.authid).localeCompare(String(b.authid)),
+    );
     this.$("#session-count").textContent = String(list.length);
     this.$("#session-rows").replaceChildren(
       ...list.map((s) =>
@@ -133,18 +141,29 @@ export class Overview {
   }
 }
 
-/** A service's tile: `part` is its answer (`{"error": ...}` when it could not be asked). */
-function tile(name, title, part, rows, degraded = false) {
+/** The bridge's counts shown first; the rest of its stats fold away under "more". */
+const BRIDGE_FIRST = ["connected", "buffered", "in_flight", "published", "received", "rejected", "requeued"];
+
+/**
+ * A service's tile: `part` is its answer (`{"error": ...}` when it could not be asked);
+ * with `first`, only those rows show and the others fold away.
+ */
+function tile(name, title, part, rows, degraded = false, first = null) {
   const error = !part ? "no answer" : part.error;
   const state = error ? "error" : degraded ? "warn" : "ok";
+  const shown = first ? rows.filter(([key]) => first.includes(key)) : rows;
+  const folded = first ? rows.filter(([key]) => !first.includes(key)) : [];
   return el(
     "li.tile",
     { dataset: { testid: `service-${name}`, state } },
     el("div.tile-head", {}, el("span.dot", { "aria-hidden": "true" }), el("strong", {}, title), el("span.sr-only", {}, ` (${state})`)),
-    error
-      ? el("p.tile-error", {}, String(error))
-      : el("dl.facts", {}, ...rows.flatMap(([key, value]) => [el("dt", {}, key), el("dd", {}, show(value))])),
+    error ? el("p.tile-error", {}, String(error)) : list(shown),
+    !error && folded.length ? el("details", {}, el("summary", {}, `${folded.length} more`), list(folded)) : null,
   );
+}
+
+function list(rows) {
+  return el("dl.facts", {}, ...rows.flatMap(([key, value]) => [el("dt", {}, key), el("dd", {}, show(value))]));
 }
 
 /** An answer's fields as [key, value] rows; a nested object's fields as "key.field". */
@@ -154,6 +173,12 @@ function facts(part) {
       ? Object.entries(value).map(([inner, v]) => [`${key}.${inner}`, v])
       : [[key, value]],
   );
+}
+
+const BACKEND_ROLES = ["backend", "authenticator"];
+
+function rank(session) {
+  return BACKEND_ROLES.includes(session.authrole) ? 1 : 0;
 }
 
 function show(value) {

@@ -1,7 +1,5 @@
 /** Times in the inspector's answers: unix seconds (the backends), unix ms or ISO 8601 (the API). */
 
-import { clockTime } from "../demo/ui.js";
-
 /** `value` as unix ms, or null. */
 export function toMs(value) {
   if (typeof value === "number") return value < 1e11 ? value * 1000 : value; // seconds or ms
@@ -12,11 +10,13 @@ export function toMs(value) {
   return null;
 }
 
-/** The local wall-clock time, with milliseconds (what happened when, to the event). */
+/** The local wall-clock time, 24 h, with milliseconds: what happened when, to the event. */
 export function when(value) {
   const ms = toMs(value);
   if (ms === null) return String(value ?? "–");
-  return `${clockTime(ms)}.${String(Math.floor(ms % 1000)).padStart(3, "0")}`;
+  const t = new Date(ms);
+  const two = (n) => String(n).padStart(2, "0");
+  return `${two(t.getHours())}:${two(t.getMinutes())}:${two(t.getSeconds())}.${String(t.getMilliseconds()).padStart(3, "0")}`;
 }
 
 /** "4 s ago", "3 min ago", "2 h ago". */
