@@ -111,11 +111,10 @@ export class WhyNot {
     const line = this.$("#why-verdict");
     line.dataset.verdict = verdict;
     const label = VERDICTS[verdict] || (verdict === "pending" ? "" : verdict);
-    line.replaceChildren(
-      ...(label ? [el("strong", {}, label)] : []),
-      ...(label && reason ? [": "] : []),
-      ...(reason ? [reason] : []),
-    );
+    // "Not subscribed" + "not subscribed when it was published: …" reads as one sentence
+    const repeats = label && reason.toLowerCase().startsWith(label.toLowerCase());
+    const rest = repeats ? reason.slice(label.length) : reason && label ? `: ${reason}` : reason;
+    line.replaceChildren(...(label ? [el("strong", {}, label)] : []), rest);
     this.$("#why-steps").replaceChildren(
       ...steps.map((step) =>
         el(
