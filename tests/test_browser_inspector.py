@@ -207,6 +207,13 @@ def test_the_tap_shows_a_posted_article_with_its_trace_id(pages, stack):
     expect(tap_row(page, name="article.created")).to_have_count(3)
     expect(tap_row(page).first).to_contain_text("Held while paused")
 
+    # stopped (inspect.tap.stop): nothing more arrives
+    page.get_by_test_id("tap-stop").click()
+    expect(page.get_by_test_id("tap-status")).to_have_text("Stopped.")
+    post_article(api, "After the tap stopped")
+    page.wait_for_timeout(1000)  # it would have shown in ~100 ms
+    expect(tap_row(page, name="article.created")).to_have_count(3)
+
 
 def test_the_publish_form_reaches_a_subscriber_page(pages, stack):
     router, _, api = stack
@@ -215,7 +222,8 @@ def test_the_publish_form_reaches_a_subscriber_page(pages, stack):
     wait_open(reader)
     expect(reader.locator("#feed-status")).to_have_attribute("data-kind", "live")
     page = open_inspector(pages, api, user(api, "ann", role="staff"))
-    start_tap(page, "articles")
+    page.locator('[data-testid=topic-row][data-uri="articles"] button').click()  # tap it
+    expect(page.get_by_test_id("tap-status")).to_contain_text("Tapping articles")
 
     expect(page.get_by_test_id("publish-event")).to_have_value("article.created")
     expect(page.get_by_test_id("publish-payload")).to_have_value(re.compile('"title"'))
@@ -293,6 +301,12 @@ def prepare_and_ask(page: Page, router: Router, api: Api, staff: str) -> dict[st
                 "data-ok", "true"
             )
             answers[case] = (expected, verdict.inner_text())
+        # the same question by session id instead of user
+        page.get_by_test_id("why-who-kind").select_option("session")
+        verdict = ask_why(page, str(clients["dora"].id), event)
+        expect(verdict).to_have_attribute("data-verdict", "delivered")
+        expect(verdict).to_contain_text(f"delivered to session [{clients['dora'].id}]")
+        page.get_by_test_id("why-who-kind").select_option("authid")
         assert "this topic belongs to another user" in answers["refused"][1], answers
         assert "after the publish" in answers["not subscribed"][1], answers
         assert "to_authids" in answers["excluded"][1], answers
