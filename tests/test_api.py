@@ -80,7 +80,9 @@ def test_list_is_newest_first_and_limit_is_checked(api):
 
 
 def test_healthz(api):
-    assert requests.get(f"{api.url}/healthz", timeout=5).json() == {"status": "ok"}
+    health = requests.get(f"{api.url}/healthz", timeout=5).json()
+    assert health["status"] == "ok"
+    assert set(health["outbox"]) == {"backlog", "oldest_age_s", "delivery"}
 
 
 def test_article_is_kept_when_the_bridge_is_down(api, bridge):

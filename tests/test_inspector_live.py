@@ -434,3 +434,19 @@ def test_tap_settings_are_validated():
         )
     with pytest.raises(SystemExit):
         main(["--tap-rate", "fast"])
+
+
+def test_a_large_payload_is_cut_at_4_kb(browser, stack):
+    staff = browser("ann", role="staff")
+    staff.subscribe("inspect.tap")
+    room = unique("large")
+    tap = call(staff, "inspect.tap.start", f"chat.{room}")["tap"]
+    backend = Client(stack.router.backend_url, authid="bridge")
+    try:
+        backend.publish(f"chat.{room}", {"text": "é" * 10_000})
+    finally:
+        backend.close()
+    [record] = records(staff, 1, tap=tap)
+    assert record["truncated"] is True
+    assert isinstance(record["payload"], str) and record["payload"].startswith('{"text":"é')
+    assert len(record["payload"].encode()) <= 4096

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 import yaml
 from autobahn.wamp.exception import ApplicationError
 
@@ -172,6 +173,20 @@ def test_a_delivered(stack, staff, sender):
     assert "no addressing" in checks["addressing"]["detail"]
     assert bob.id in [s["session"] for s in answer["sessions"]]
 
+    # The real path: the API commits the article, its outbox numbers it, the bridge sends it.
+    posted = requests.post(
+        f"{stack.api.url}/articles",
+        headers=stack.api.auth,
+        json={"title": "through the outbox", "body": "b"},
+        timeout=10,
+    )
+    assert posted.status_code == 201, posted.text
+    [got] = [e for e in bob.wait_for(2) if e.args[0].get("title") == "through the outbox"]
+    answer = why_not(staff, "delivered", authid="bob", event=got.kwargs["id"])
+    assert answer["event"]["seq"] == got.kwargs["seq"] is not None
+    assert f"seq {got.kwargs['seq']}" in steps(answer)["published"]["detail"]
+    assert f"a gap before seq {got.kwargs['seq']}" in steps(answer)["addressing"]["detail"]
+
 
 def test_b_refused_with_the_reason(stack, staff, sender):
     carl = stack.user("carl")
@@ -253,7 +268,7 @@ def test_not_connected_then(stack, staff, sender):
     detail = steps(answer)["connected"]["detail"]
     assert steps(answer)["connected"]["ok"] is False
     assert "no session of user 'gus' was connected" in detail
-    assert f"session {gone} from" in detail
+    assert f"(in the records: session {gone} from" in detail
 
 
 def test_not_published_says_where_to_look(staff):
@@ -354,3 +369,46 @@ def test_only_staff_may_ask(stack):
             "wamp.error.not_authorized",
             "wamp.error.authorization_failed",
         )
+
+
+def test_last_the_survivor_answers_and_a_late_replica_says_when_its_records_begin(
+    stack, staff, sender, tmp_path
+):
+    """Runs last: it stops both first replicas. The survivor of a stopped leader still
+    has the refusals the other decided; a replica started later learns who is already
+    connected and subscribed (since unknown) and says it has no records before its start."""
+    mo = stack.user("mo")
+    connected_in_journal(staff, mo, "mo")
+    for n in range(4):  # round-robin: both replicas refuse some
+        with pytest.raises(ApplicationError):
+            mo.subscribe(f"lobby.closed-mo{n}")
+    note = sender.send("lobby.note", {"room": "closed-mo0", "text": "before the late one"})
+    why_not(staff, "refused", authid="mo", event=note.id)
+
+    def replicas() -> int:
+        return len({d["replica"] for d in ask(staff, "inspect.decisions", authid="mo")})
+
+    wait_until(lambda: replicas() == 2, 5, "refusals of both replicas")
+    leader = stack.leader()
+    survivor = next(r for r in stack.replicas if r is not leader)
+    leader.stop()
+    wait_until(lambda: "(leader)" in survivor.proc.output(), 15, "the survivor leads")
+    assert replicas() == 2, "the stopped replica's decisions, answered by the survivor"
+    why_not(staff, "refused", authid="mo", event=note.id)
+    bob = stack.user("bob")
+    bob.subscribe("articles")
+    subscribed_in_journal(staff, "bob", "articles")
+
+    late = Topics(tmp_path, stack.router, APP, "topics-late", stack.api.url).start()
+    stack.replicas.append(late)
+    try:
+        wait_until(lambda: "journal: learnt" in late.proc.output(), 10, "learnt who is there")
+        survivor.stop()
+        wait_until(lambda: "(leader)" in late.proc.output(), 15, "the late replica leads")
+        answer = why_not(staff, "unknown", authid="mo", event=note.id)
+        assert "no records before" in steps(answer)["connected"]["detail"]
+        event = sender.send("article.created", article("for the late replica"))
+        answer = why_not(staff, "delivered", authid="bob", event=event.id)
+        assert "before records began" in steps(answer)["subscribed"]["detail"]
+    finally:
+        late.stop()

@@ -3,6 +3,7 @@ matching, the bridge's record of what it published, and their config keys."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -23,7 +24,7 @@ from topics.journal import (
     SubscriptionSpan,
     subscription_matches,
 )
-from topics.journal_feed import _record
+from topics.journal_feed import DECISIONS_TOPIC, JournalFeed, _record
 
 T0 = 1_000_000.0
 BRIDGE = {"held": 3, "capacity": 10, "since": T0}
@@ -257,3 +258,58 @@ def test_config_keys_are_validated():
         with pytest.raises(ValidationError):
             TopicsConfig(router=router, **{key: value})
     assert TopicsConfig(router=router).decision_log_size == 10_000
+
+
+def test_a_replica_back_from_a_reconnect_closes_what_ended_while_it_was_away():
+    journal = Journal(10, 60, 10, 60, Clock())
+    for session in (1, 2, 3):
+        journal.joined({"session": session, "authid": "bob"}, T0)
+        journal.subscribed(session, 9, "chat.a", "exact", T0)
+    journal.joined({"session": 4, "authid": "bob"}, T0 + 10)  # joined while it was learning
+    journal.reconcile({1, 2}, {(1, 9)}, T0 + 5)
+    assert journal.open_sessions() == {1, 2, 4}
+    ended = {(s.session, s.until) for s in journal.subscriptions_of([1, 2, 3])}
+    assert ended == {(1, None), (2, T0 + 5), (3, T0 + 5)}
+
+
+def test_asked_by_session_the_answer_names_the_session():
+    ev = Evidence(None, 5, "e1", None, record(), BRIDGE, [], [], [], T0)
+    [_, connected] = answer(ev)["steps"]
+    assert connected["ok"] is False
+    assert connected["detail"].startswith("session 5 was not connected at ")
+    assert connected["detail"].endswith("(not in the records since 1970-01-12T13:46:40.000Z)")
+
+
+class _Wamp:
+    """Stands in for the router session: what the feed would have published."""
+
+    def __init__(self) -> None:
+        self.published: list[tuple[str, dict[str, Any]]] = []
+
+    def is_attached(self) -> bool:
+        return True
+
+    def publish(self, topic: str, batch: dict[str, Any]) -> None:
+        self.published.append((topic, batch))
+
+
+def test_decisions_go_out_in_batches_and_a_fault_never_denies():
+    async def run() -> tuple[list[tuple[str, dict[str, Any]]], int]:
+        feed = JournalFeed(Journal(), {}, batch_seconds=0.05, replica="r1")
+        wamp = _Wamp()
+        feed.wamp = wamp  # type: ignore[assignment]
+        for n in range(450):
+            feed.decided({"session": n + 1, "authid": "a"}, "chat.a", "subscribe", None, True, None)
+        assert wamp.published == []  # nothing per decision
+        await asyncio.sleep(0.15)
+        feed.journal.decided = lambda record: 1 / 0  # type: ignore[method-assign,assignment]
+        feed.decided({"session": 1}, "chat.a", "subscribe", None, False, "no")  # logged, no raise
+        return wamp.published, len(feed.journal.decisions)
+
+    published, kept = asyncio.run(run())
+    assert [(topic, len(batch["rows"])) for topic, batch in published] == [
+        (DECISIONS_TOPIC, 200),
+        (DECISIONS_TOPIC, 200),
+        (DECISIONS_TOPIC, 50),
+    ]
+    assert {batch["replica"] for _, batch in published} == {"r1"} and kept == 450

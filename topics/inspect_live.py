@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 PROBE_SECONDS = 2.0
 #: router lookups made at once for one answer
 CONCURRENCY = 20
+#: subscriptions whose URI one inspect.topics call may look up (the rest: next calls)
+MAX_LOOKUPS = 2000
 #: topics/service.py's (not imported: it imports this): every replica is a callee of the
 #: first, the leader alone of the second
 AUTHORIZE, LEADER = "sandbar.authorize", "sandbar.topics.leader"
@@ -155,20 +157,25 @@ class LiveInspector:
         ids = sorted(await wamp.call("wamp.session.list") or [])
         gate = asyncio.Semaphore(CONCURRENCY)
 
-        async def described(session_id: int) -> dict[str, Any] | None:
-            async with gate:
+        async def known(session_id: int) -> SessionInfo | None:
+            async with gate:  # cached for most: the authorizer saw them join
                 info = await self.service.sessions.get(session_id)
-                if info.authrole is None or (authid is not None and info.authid != authid):
-                    return None  # gone meanwhile, or not the one asked for
+            if info.authrole is None or (authid is not None and info.authid != authid):
+                return None  # gone meanwhile, or not the one asked for
+            return info
+
+        async def described(info: SessionInfo) -> dict[str, Any]:
+            async with gate:
                 return await self._session(wamp, info)
 
-        found: list[dict[str, Any]] = []
-        for start in range(0, len(ids), CONCURRENCY * 5):  # stops once ``limit`` are found
-            batch = await asyncio.gather(*map(described, ids[start : start + CONCURRENCY * 5]))
+        found: list[SessionInfo] = []
+        step = CONCURRENCY * 5
+        for start in range(0, len(ids), step):  # stops once ``limit`` are found
+            batch = await asyncio.gather(*map(known, ids[start : start + step]))
             found += [each for each in batch if each is not None]
             if len(found) >= limit:
                 break
-        return found[:limit]
+        return list(await asyncio.gather(*map(described, found[:limit])))
 
     async def _session(self, wamp: ApplicationSession, info: SessionInfo) -> dict[str, Any]:
         transport = info.transport or {}
@@ -217,13 +224,18 @@ class LiveInspector:
 
     async def topics(self, *args: Any, details: CallDetails, **kwargs: Any) -> list[Any]:
         """Subscribed topics, by URI, at most ``limit`` (default 200): ``[{"uri", "match",
-        "subscribers": n}]``, backend and inspector topics included."""
+        "subscribers": n}]``, backend and inspector topics included. Wildcard subscriptions
+        made before this replica started are missing (the router does not list them), and
+        a replica that started after many subscriptions looks up at most MAX_LOOKUPS URIs
+        it does not know yet per call."""
         given = arguments("inspect.topics", args, kwargs, ("limit",))
         limit = limit_of(given.get("limit"), 200)
         wamp = self._wamp()
         listed = await wamp.call("wamp.subscription.list") or {}
         ids = {i for match, each in listed.items() if match != "wildcard" for i in each}
         ids.update(self._wildcards())
+        unknown = sorted(i for i in ids if i not in self.service.subscriptions)
+        ids.difference_update(unknown[MAX_LOOKUPS:])  # learnt by later calls, a share each
         gate = asyncio.Semaphore(CONCURRENCY)
 
         async def described(sub_id: int) -> tuple[str, str, int] | None:

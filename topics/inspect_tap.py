@@ -98,9 +98,9 @@ def _parsed(pattern: str) -> TapPattern:
             declared = TopicPattern.compile(pattern)
             uri = ".".join(p if isinstance(p, str) else "" for p in declared.parts)
             return TapPattern(pattern, uri, "wildcard" if declared.params else "exact", declared)
-        if pattern.endswith("."):
-            return TapPattern(pattern, check_uri(pattern[:-1]) + ".", "prefix")
         parts = pattern.split(".")
+        if parts[-1] == "" and "" not in parts[:-1]:
+            return TapPattern(pattern, check_uri(pattern[:-1]) + ".", "prefix")
         if "" in parts:
             if not all(p == "" or COMPONENT.fullmatch(p) for p in parts) or not any(parts):
                 raise ValueError(f"'{pattern}' is not a WAMP wildcard such as 'chat..typing'")
@@ -191,6 +191,8 @@ class Taps:
         except ApplicationError as exc:
             self.taps.pop(tap.id, None)
             raise invalid(f"pattern '{tapped.source}' cannot be tapped: {exc.error}") from None
+        if tap.id not in self.taps:  # its session left while the router subscribed
+            await self._end(tap)
         log.info("tap %d on '%s' (%s) for session %d", tap.id, tapped.uri, tapped.match, session)
         return {
             "tap": tap.id,

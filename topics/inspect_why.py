@@ -173,18 +173,20 @@ def _not_connected(
         f"session {s.session} from {when(s.since)} to {when(s.until) if s.until else 'now'}"
         for s in evidence.sessions[:5]
     )
-    seen = f" (its sessions: {spans})" if spans else f" (no session of it since {when(since)})"
-    return _step("connected", False, f"no session of {who} was connected at {when(at)}{seen}")
+    seen = f" (in the records: {spans})" if spans else f" (not in the records since {when(since)})"
+    if evidence.authid is not None:
+        return _step("connected", False, f"no session of {who} was connected at {when(at)}{seen}")
+    return _step("connected", False, f"{who} was not connected at {when(at)}{seen}")
 
 
 def _connected(connected: Sequence[SessionSpan], who: str, at: float) -> dict[str, Any]:
     first = connected[0]
     started = when(first.since) if first.since is not None else "before records began"
     transport = first.transport.get("type") or "unknown transport"
-    detail = (
-        f"{who} had {len(connected)} session(s) connected at {when(at)}: session "
-        f"{first.session} ({first.authrole}, {transport}) since {started}"
-    )
+    about = f"session {first.session} ({first.authrole}, {transport}) since {started}"
+    if who.startswith("session "):
+        return _step("connected", True, f"connected at {when(at)}: {about}", first.since)
+    detail = f"{who} had {len(connected)} session(s) connected at {when(at)}: {about}"
     return _step("connected", True, detail, first.since)
 
 

@@ -47,6 +47,10 @@ def _covers(
     return True if records_since <= at else None
 
 
+def _before(since: float | None, at: float) -> bool:
+    return since is None or since < at
+
+
 @dataclass
 class SessionSpan:
     """A session, from its join (None: already connected when records began) to its leave."""
@@ -227,7 +231,7 @@ class Journal:
         # open spans by session (and subscription) → key; emptied as they close, so they
         # hold no more than the router's live sessions and subscriptions
         self._open_sessions: dict[int, int] = {}
-        self._open_subscriptions: dict[tuple[int, int], int] = {}
+        self._open_subscriptions: dict[int, dict[int, int]] = {}  # session → sub → key
 
     # -- recording (from the router's meta events) -------------------------------------
 
@@ -253,19 +257,23 @@ class Journal:
         key = self._open_sessions.pop(session, None)
         if key is not None:
             self.sessions.close(key, at)
-        for pair in [pair for pair in self._open_subscriptions if pair[0] == session]:
-            self.unsubscribed(session, pair[1], at)
+        for subscription in list(self._open_subscriptions.get(session, ())):
+            self.unsubscribed(session, subscription, at)
 
     def subscribed(
         self, session: int, subscription: int, uri: str, match: str, at: float | None
     ) -> None:
-        if (session, subscription) in self._open_subscriptions:
+        if subscription in self._open_subscriptions.get(session, ()):
             return
         span = SubscriptionSpan(session, subscription, uri, match, at)
-        self._open_subscriptions[(session, subscription)] = self.subscriptions.add(span)
+        key = self.subscriptions.add(span)
+        self._open_subscriptions.setdefault(session, {})[subscription] = key
 
     def unsubscribed(self, session: int, subscription: int, at: float) -> None:
-        key = self._open_subscriptions.pop((session, subscription), None)
+        held = self._open_subscriptions.get(session, {})
+        key = held.pop(subscription, None)
+        if not held:
+            self._open_subscriptions.pop(session, None)
         if key is not None:
             self.subscriptions.close(key, at)
 
@@ -276,6 +284,25 @@ class Journal:
 
     def open_sessions(self) -> set[int]:
         return set(self._open_sessions)
+
+    def reconcile(self, live: set[int], held: set[tuple[int, int]] | None, at: float) -> None:
+        """Close the open spans, begun before ``at``, that the router no longer has (they
+        ended while this replica was away); ``held`` None: subscriptions not listed."""
+        for session in list(self._open_sessions):
+            span = self.sessions.get(self._open_sessions[session])
+            if session not in live and (span is None or _before(span.since, at)):
+                self.left(session, at)
+        if held is None:
+            return
+        opened = [
+            (s, sub, key)
+            for s, subs in self._open_subscriptions.items()
+            for sub, key in subs.items()
+        ]
+        for session, subscription, key in opened:
+            span_ = self.subscriptions.get(key)
+            if (session, subscription) not in held and (span_ is None or _before(span_.since, at)):
+                self.unsubscribed(session, subscription, at)
 
     def sessions_of(
         self, authid: str | None = None, session: int | None = None

@@ -33,7 +33,7 @@ from topics.patterns import MAX_URI_LENGTH
 log = logging.getLogger("sandbar.topics.journal")
 
 DECISIONS_TOPIC = "sandbar.inspect.decisions"
-MAX_BATCH = 500  # rows per publish: a burst goes out as several frames of bounded size
+MAX_BATCH = 200  # rows per publish: a burst goes out in frames of ~220 KB at most (1 MB limit)
 MAX_REASON = 500
 
 
@@ -105,32 +105,43 @@ class JournalFeed:
         return None
 
     async def _learn(self, session: ApplicationSession) -> None:
-        """Sessions and subscriptions already there (start unknown); open spans of
-        sessions the router no longer has (left while this replica was away) are closed."""
+        """Sessions and subscriptions already there (start unknown). Open spans the router
+        no longer has ended while this replica was away (a reconnect): closed now."""
         at = time.time()
         try:
             live = [int(s) for s in await session.call("wamp.session.list") or []]
-            for gone in self.journal.open_sessions() - set(live):
-                self.journal.left(gone, at)
+            self.journal.reconcile(set(live), None, at)
             for session_id in live[: self.journal.sessions.size]:
                 details = await session.call("wamp.session.get", session_id)
                 if details:
                     self.journal.joined(details, None)
             listed = await session.call("wamp.subscription.list") or {}
+            held: set[tuple[int, int]] = set()
             for ids in listed.values():
                 for subscription_id in ids:
-                    await self._learn_subscription(session, int(subscription_id))
+                    held |= await self._learn_subscription(session, int(subscription_id))
+            self.journal.reconcile(set(live), held, at)
+            log.info(
+                "journal: learnt %d sessions and %d subscriptions already there",
+                len(live),
+                len(held),
+            )
         except ApplicationError as exc:
             log.warning("could not learn the sessions already connected: %s", exc)
 
-    async def _learn_subscription(self, session: ApplicationSession, subscription_id: int) -> None:
+    async def _learn_subscription(
+        self, session: ApplicationSession, subscription_id: int
+    ) -> set[tuple[int, int]]:
         details = await session.call("wamp.subscription.get", subscription_id)
-        members = await session.call("wamp.subscription.list_subscribers", subscription_id)
-        if details:
-            for member in members or []:
-                self.journal.subscribed(
-                    int(member), subscription_id, str(details["uri"]), str(details["match"]), None
-                )
+        members = [int(m) for m in await session.call(
+            "wamp.subscription.list_subscribers", subscription_id
+        ) or []]  # fmt: skip
+        if not details:
+            return set()
+        for member in members:
+            uri, match = str(details["uri"]), str(details["match"])
+            self.journal.subscribed(member, subscription_id, uri, match, None)
+        return {(member, subscription_id) for member in members}
 
     # -- decisions ----------------------------------------------------------------------
 
@@ -143,7 +154,22 @@ class JournalFeed:
         allow: bool,
         reason: str | None,
     ) -> None:
-        """Record one decision here and queue it for the others (one tuple, one timer)."""
+        """Record one decision here and queue it for the others (one tuple, one timer).
+        Never raises: a fault here must not turn into a denial for everyone."""
+        try:
+            self._decided(details, uri, action, options, allow, reason)
+        except Exception:
+            log.exception("could not record a decision (the decision stands)")
+
+    def _decided(
+        self,
+        details: Mapping[str, Any],
+        uri: str,
+        action: str,
+        options: Mapping[str, Any] | None,
+        allow: bool,
+        reason: str | None,
+    ) -> None:
         session = details.get("session")
         authid = details.get("authid")
         record = DecisionRecord(
