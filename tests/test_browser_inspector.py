@@ -307,6 +307,12 @@ def prepare_and_ask(page: Page, router: Router, api: Api, staff: str) -> dict[st
         expect(verdict).to_have_attribute("data-verdict", "delivered")
         expect(verdict).to_contain_text(f"delivered to session [{clients['dora'].id}]")
         page.get_by_test_id("why-who-kind").select_option("authid")
+        # an event nobody committed: both parts say so
+        verdict = ask_why(page, names["dora"], "0" * 32)
+        expect(verdict).to_have_attribute("data-verdict", "not_published")
+        committed = page.locator("[data-testid=why-step][data-check=committed]")
+        expect(committed).to_have_attribute("data-ok", "false")
+        expect(committed).to_contain_text("never committed here")
         assert "this topic belongs to another user" in answers["refused"][1], answers
         assert "after the publish" in answers["not subscribed"][1], answers
         assert "to_authids" in answers["excluded"][1], answers
