@@ -177,8 +177,8 @@ class TopicsService:
         self._registrations: list[Any] = []
         self._serving = 0  # procedure calls being handled right now
         self.inspector = Inspector()  # staff-only procedures, served by the leader
-        self.live = LiveInspector(self)  # inspect.services/sessions/topics/tap.*
         self.records = install_why(self)  # for inspect.why_not (topics/inspect_why.py)
+        self.live = LiveInspector(self)  # inspect.services/sessions/topics/tap.*
 
     @functools.cached_property
     def settings(self) -> Mapping[str, Any]:
@@ -471,8 +471,8 @@ class TopicsService:
         await session.subscribe(self.on_session_joined, "wamp.session.on_join")
         await session.subscribe(self.on_session_left, "wamp.session.on_leave")
         await session.subscribe(self.on_revoked, REVOKED)
-        await self.live.attach(session)
         await self.records.attach(session)
+        await self.live.attach(session)
         self._campaign = asyncio.ensure_future(self._campaign_for_leader(session))
         log.info("serving %d topics: %s", len(self.topics), ", ".join(self.describe()))
 
