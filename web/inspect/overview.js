@@ -116,7 +116,7 @@ export class Overview {
           el("td", {}, s.authid || "–"),
           el("td", {}, el(`span.role.role-${s.authrole || "none"}`, {}, s.authrole || "–")),
           el("td.mono", {}, transport(s.transport)),
-          el("td", { title: s.since ? when(s.since) : "" }, s.since ? ago(s.since) : "–"),
+          el("td.nowrap", { title: s.since ? when(s.since) : "" }, s.since ? ago(s.since) : "–"),
           el("td", {}, ...(s.subscriptions || []).map((uri) => el("code.sub", {}, uri))),
         ),
       ),
