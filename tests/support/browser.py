@@ -66,18 +66,19 @@ class Pages:
         self.router_port, self.api_url = router_port, api_url
         return self
 
-    def url(self, **params: str) -> str:
+    def url(self, path: str = "/", **params: str) -> str:
         query = {"api": self.api_url, **params} if self.api_url else params
-        return f"http://127.0.0.1:{self.router_port}/?{urlencode(query)}"
+        return f"http://127.0.0.1:{self.router_port}{path}?{urlencode(query)}"
 
-    def open(self, **params: str) -> Page:
-        """Open the demo page (``channel=...`` picks the first chat channel)."""
+    def open(self, path: str = "/", **params: str) -> Page:
+        """Open the demo page (``channel=...`` picks the first chat channel), or the page
+        at ``path`` (``/inspect/``: the inspector)."""
         context = self.browser.new_context(viewport={"width": 1280, "height": 860})
         page = context.new_page()
         label = f"page{len(self.opened) + 1}"
         page.on("console", lambda msg: self.console.append(f"{label} {msg.type}: {msg.text}"))
         page.on("pageerror", lambda exc: self.console.append(f"{label} pageerror: {exc}"))
-        page.goto(self.url(**params))
+        page.goto(self.url(path, **params))
         self.opened.append((context, page))
         return page
 
