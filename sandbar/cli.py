@@ -64,7 +64,11 @@ class UpConfig(StrictModel):
     @property
     def demo_url(self) -> str:
         """The demo page; it assumes the API on port 5000 unless told with ``?api=``."""
-        url = f"http://{self.host}:{self.router_port}/"
+        return self.page_url("/")
+
+    def page_url(self, path: str) -> str:
+        """A page the router serves, told where the API is unless it is on port 5000."""
+        url = f"http://{self.host}:{self.router_port}{path}"
         return url if self.api_port == 5000 else f"{url}?api=http://{self.host}:{self.api_port}"
 
     def metrics_urls(self) -> dict[str, str]:
@@ -176,6 +180,7 @@ def up(config: UpConfig) -> int:
         demo = _ensure_demo_user(config)
         urls = {
             "demo page": config.demo_url,
+            "inspector": f"{config.page_url('/inspect/')}  (staff accounts only: README, The inspector)",
             "websocket": f"ws://{config.host}:{config.router_port}/ws  (realm sandbar)",
             "api": f"http://{config.host}:{config.api_port}/articles",
             "bridge": f"tcp://{config.host}:{config.bridge_port}",
