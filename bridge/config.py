@@ -153,6 +153,9 @@ class PublishSettings(StrictModel):
     max_in_flight: int = Field(64, gt=0)
     buffer_size: int = Field(10_000, gt=0)
     gap_timeout: float = Field(15.0, gt=0)  # seconds to hold events waiting for a missing seq
+    #: ids of the newest published events kept to drop resends (~230 B each: 100,000 is
+    #: ~23 MB once full); a resend older than the window is published again
+    duplicate_window: int = Field(100_000, gt=0, le=10_000_000)
 
 
 class InspectSettings(StrictModel):

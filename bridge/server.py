@@ -182,7 +182,9 @@ class Bridge:
         self._room = asyncio.Event()  # the buffer has room again
         self._room.set()
         self._recovering: asyncio.Task[None] | None = None
-        self.sequencer = Sequencer(gap_timeout=config.publish.gap_timeout)
+        self.sequencer = Sequencer(
+            gap_timeout=config.publish.gap_timeout, remember=config.publish.duplicate_window
+        )
         self._waiting: dict[str, list[bytes]] = {}  # event id → senders awaiting its ack
         self._baselines: dict[str, asyncio.Future[None]] = {}  # topics being looked up
         self._socket: zmq.asyncio.Socket | None = None

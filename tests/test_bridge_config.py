@@ -59,6 +59,10 @@ CASES = {
         GOOD.replace('bind: "tcp://127.0.0.1:5555"', "max_frame_bytes: lots"),
         "key 'zmq.max_frame_bytes': Input should be a valid integer",
     ),
+    "duplicate window out of range": (
+        GOOD + "publish: {duplicate_window: 0}\n",
+        "key 'publish.duplicate_window': Input should be greater than 0",
+    ),
     "not yaml": ("routes: [unclosed\n", "not valid YAML"),
     "no routes": (GOOD.split("routes:")[0] + "routes: {}\n", "key 'routes'"),
 }

@@ -14,13 +14,14 @@ import zmq
 
 from bridge import EventSender, SendError
 from bridge.config import load_config
-from bridge.envelope import Ack
+from bridge.envelope import Ack, Envelope
 from bridge.server import Bridge as BridgeService
 from tests.support.events import article
 from tests.support.procs import (
     BIN,
     SECRET,
     SHIPPED_BRIDGE_CONFIG,
+    Bridge,
     base_env,
     dealer,
     free_port,
@@ -233,3 +234,30 @@ def test_a_dead_intake_fails_the_health_check(router, tmp_path):
         loop.call_soon_threadsafe(stop.set)
         thread.join(20)
         loop.close()
+
+
+def test_a_resend_older_than_the_duplicate_window_is_published_again(router, tmp_path, subscribe):
+    """``publish.duplicate_window`` bounds the ids kept to drop resends: within it a resend
+    is dropped, past it (the id forgotten) it is published again."""
+    config = {
+        "zmq": {"bind": "${SANDBAR_BRIDGE_BIND}"},
+        "router": {"url": router.backend_url, "authid": "bridge", "ticket": SECRET},
+        "publish": {"duplicate_window": 1},
+        "routes": {"article.created": {"topic": "articles"}},
+    }
+    bridge = Bridge(tmp_path, router, config=config).start()
+    watcher = subscribe("articles")
+    sender = EventSender(bridge.endpoint)
+    try:
+        first = Envelope(name="article.created", payload=article("first"))
+        sender.send_envelope(first)
+        sender.send_envelope(first)  # within the window: dropped
+        sender.send("article.created", article("second"))  # pushes "first" out of it
+        wait_until(lambda: len(watcher.snapshot()) >= 2, 10, "first and second delivered")
+        sender.send_envelope(first)  # forgotten: published again
+        wait_until(lambda: len(watcher.snapshot()) >= 3, 10, "the old resend delivered")
+        titles = [event.args[0]["title"] for event in watcher.snapshot()]
+        assert titles == ["first", "second", "first"], titles
+    finally:
+        sender.close()
+        bridge.stop()

@@ -73,3 +73,11 @@ def test_unsequenced_events_pass_straight_through_and_topics_are_independent():
     sequencer.set_baseline("a", None)
     sequencer.admit(pub(9, topic="b"))
     assert seqs(sequencer.set_baseline("b", 8)[0]) == [9]
+
+
+def test_the_duplicate_window_keeps_the_newest_ids():
+    """``publish.duplicate_window``: the newest ids are kept, the oldest forgotten."""
+    sequencer = Sequencer(remember=2)
+    for event_id in ("a", "b", "c"):
+        sequencer.published(event_id)
+    assert [sequencer.was_published(i) for i in "abc"] == [False, True, True]
