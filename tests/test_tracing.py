@@ -174,6 +174,11 @@ def test_a_handled_publish_is_an_on_publish_span_its_event_carries(traced):
 # -- logs that join up ----------------------------------------------------------------------
 
 
+def _logged(proc: Proc, *parts: str) -> bool:
+    """Whether one line the service wrote holds all of ``parts``."""
+    return any(all(p in line for p in parts) for line in proc.output().splitlines())
+
+
 def _json_lines(proc: Proc) -> list[dict[str, Any]]:
     """Every line the service wrote, each of which must be one JSON object."""
     lines = []
@@ -194,6 +199,9 @@ def test_json_logs_follow_one_event_through_api_bridge_and_topics(tmp_path):
         )
         assert signed_out.status_code == 204, signed_out.text
         wait_until(lambda: "ended 0 sessions of alice" in topics.proc.output(), 10, "topics acted")
+        # the API and the bridge log after they hand the event on: topics may act first
+        wait_until(lambda: _logged(api.proc, "committed event", "'auth.revoked'"), 10, "API")
+        wait_until(lambda: "published event" in bridge.proc.output(), 10, "the bridge logged it")
         logs = {
             name: _json_lines(proc)
             for name, proc in (("api", api.proc), ("bridge", bridge.proc), ("topics", topics.proc))
