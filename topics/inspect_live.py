@@ -62,12 +62,11 @@ class LiveInspector:
         add("tap.stop", self.tap_stop)
 
     async def attach(self, session: ApplicationSession) -> None:
-        """On each join: end the taps of sessions that leave. Taps of an earlier router
-        session are gone with it."""
+        """On each join: taps of an earlier router session are gone with it. (A session
+        leaving ends its taps: the service's ``on_session_left`` calls ``session_left``.)"""
         self.taps.reset(session)
-        await session.subscribe(self._on_leave, "wamp.session.on_leave")
 
-    async def _on_leave(self, session_id: int, *_: Any) -> None:
+    async def session_left(self, session_id: int) -> None:
         await self.taps.session_left(session_id)
 
     def _wamp(self) -> ApplicationSession:

@@ -415,6 +415,7 @@ class TopicsService:
         for subscription_id in sorted(self.memberships.pop(session_id, set())):
             await self._lifecycle("on_unsubscribe", session_id, subscription_id)
         self.sessions.left(session_id)
+        await self.live.session_left(session_id)  # its inspector taps end
 
     async def _lifecycle(self, hook_name: str, session_id: int, subscription_id: int) -> None:
         where_known = self.subscriptions.get(subscription_id)  # before any await: may be deleted
