@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Self
 
@@ -252,9 +252,16 @@ class Router(_Stoppable):
     ``proxies``: that many proxy workers in front of it (sandbar/router_proxies.py)."""
 
     def __init__(
-        self, workdir: Path, proxies: int = 0, log_level: str = "warn", *, metrics_port: int = 0
+        self,
+        workdir: Path,
+        proxies: int = 0,
+        log_level: str = "warn",
+        *,
+        metrics_port: int = 0,
+        options: Sequence[str] = (),
     ) -> None:
-        """``metrics_port``: the worker serves /metrics there (0: off)."""
+        """``metrics_port``: the worker serves /metrics there (0: off); ``options``: more
+        ``sandbar-router`` flags."""
         self.port, self.backend_port = free_port(), free_port()
         self.proxies = proxies
         self.metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
@@ -272,6 +279,7 @@ class Router(_Stoppable):
                 str(metrics_port),
                 "--proxies",
                 str(proxies),
+                *options,
                 "--log-level",  # last: tests that need the router's info lines change it
                 log_level,
             ],

@@ -27,6 +27,7 @@ from sandbar.metrics import MetricsSettings
 from sandbar.nesting import DEFAULT_MAX_DEPTH
 from sandbar.node_keys import check_node_id, require_node_key, trusted_keys
 from sandbar.paths import ROUTER_TEMPLATE, RUN_DIR, WEB_DIR, private_dir
+from sandbar.router_idle import DEFAULT_SESSIONLESS_TIMEOUT, SessionlessTimeout
 from sandbar.router_proxies import as_core, as_edge, socket_path, with_proxies
 from sandbar.secrets import ensure_backend_secret
 
@@ -37,6 +38,7 @@ DEFAULT_ORIGINS = ("http://127.0.0.1:*", "http://localhost:*")
 #: more proxy workers than this is a typo, not a plan (each is a process of ~60 MB)
 MAX_PROXIES = 64
 PROXIES_VAR = "SANDBAR_ROUTER_PROXIES"
+SESSIONLESS_VAR = "SANDBAR_SESSIONLESS_TIMEOUT"
 
 
 def _split(value: str) -> tuple[str, ...]:
@@ -59,6 +61,9 @@ class RouterConfig(StrictModel):
     browser_max_message_size: int = Field(256 * 1024, ge=1024)
     #: deepest nesting of arrays/objects in any WAMP message the router decodes
     max_nesting: int = Field(DEFAULT_MAX_DEPTH, ge=8, le=500)
+    #: seconds a browser connection may stay open without a WAMP session (before HELLO,
+    #: after GOODBYE); 0: forever. Checked again, with the reason, by the RouterGuard
+    sessionless_timeout: SessionlessTimeout = DEFAULT_SESSIONLESS_TIMEOUT
     #: browser origins allowed to open WebSocket sessions (wildcards allowed)
     allowed_origins: tuple[str, ...] = DEFAULT_ORIGINS
     log_level: str = "info"
@@ -118,6 +123,7 @@ class RouterConfig(StrictModel):
             "SANDBAR_MAX_MESSAGE_SIZE": str(self.max_message_size),
             "SANDBAR_BROWSER_MAX_MESSAGE_SIZE": str(self.browser_max_message_size),
             "SANDBAR_MAX_NESTING": str(self.max_nesting),
+            SESSIONLESS_VAR: f"{self.sessionless_timeout:g}",
             "SANDBAR_ALLOWED_ORIGINS": json.dumps(list(self.allowed_origins)),
             metrics.HOST_VAR: self.metrics.host,
             metrics.port_var("router"): str(self.metrics.port),
@@ -239,6 +245,13 @@ def config_from_args(argv: list[str] | None = None) -> RouterConfig:
     ):
         # a string default goes through type=int as well: a bad value gets argparse's message
         parser.add_argument(flag, type=int, default=env.get(name, str(default)), help=f"env {name}")
+    parser.add_argument(
+        "--sessionless-timeout",
+        type=float,
+        default=env.get(SESSIONLESS_VAR, f"{DEFAULT_SESSIONLESS_TIMEOUT:g}"),
+        help="seconds a browser connection may stay open without a WAMP session, before "
+        f"HELLO or after GOODBYE; 0: forever (env {SESSIONLESS_VAR})",
+    )
     parser.add_argument(
         "--mode",
         default=env.get("SANDBAR_ROUTER_MODE", "single"),

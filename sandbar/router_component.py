@@ -21,6 +21,11 @@ from sandbar.router_guard import (
     limit_nesting,
     refuse_lone_surrogates,
 )
+from sandbar.router_idle import (
+    DEFAULT_SESSIONLESS_TIMEOUT,
+    SessionlessTimeout,
+    close_sessionless,
+)
 from sandbar.router_metrics import (
     count_serializer_resets,
     metrics_resource,
@@ -48,6 +53,8 @@ class GuardSettings(StrictModel):
 
     max_depth: int = Field(DEFAULT_MAX_DEPTH, ge=8, le=500)
     recursion_limit: int = Field(1000, ge=500, le=10_000)
+    #: seconds a browser connection may stay open without a WAMP session; 0: forever
+    sessionless_timeout: SessionlessTimeout = DEFAULT_SESSIONLESS_TIMEOUT
 
 
 def _settings(extra: dict[str, Any]) -> GuardSettings:
@@ -59,6 +66,7 @@ def _install(limits: GuardSettings) -> None:
     limit_nesting(limits.max_depth)
     refuse_lone_surrogates()
     bound_recursion(limits.recursion_limit)
+    close_sessionless(limits.sessionless_timeout)
     # the backend secret Crossbar's ticket principals use, and the topics service's proofs
     hide_router_details(proof_secret=os.environ.get(SECRET_VAR))
 
@@ -86,8 +94,10 @@ class RouterGuard(ApplicationSession):
         self.log.info(
             "router guard: messages nested over {depth} levels or with lone surrogates "
             "refused, recursion limit "
-            "{recursion}, router details left out of WELCOME",
+            "{recursion}, router details left out of WELCOME, connections without a session "
+            "closed after {sessionless:g} s (0: never)",
             depth=self._limits.max_depth,
+            sessionless=self._limits.sessionless_timeout,
             recursion=sys.getrecursionlimit(),
         )
 

@@ -32,6 +32,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 from pydantic import Field
 
+from sandbar import router_idle
 from sandbar.config import StrictModel, validate_config
 from sandbar.metrics import DEFAULT_HOST, MetricsSettings
 
@@ -210,6 +211,12 @@ def worker_families() -> Iterator[Metric]:
         P + "worker_resident_memory_bytes",
         "Resident memory of the router worker process",
         value=resident,
+    )
+    sessionless = router_idle.installed()
+    yield CounterMetricFamily(
+        P + "sessionless_closed",
+        "Browser connections closed for holding no WAMP session (sandbar/router_idle.py)",
+        value=0 if sessionless is None else sessionless.closed,
     )
 
 
