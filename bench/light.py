@@ -51,8 +51,9 @@ class LightSubscriber(asyncio.Protocol):
         path: str,
         topic: str,
         on_event: Callable[[Any, dict[str, Any]], None],
-        on_dropped: Callable[[], None],
+        on_dropped: Callable[[str], None],
     ) -> None:
+        """``on_dropped`` is told why, when the other side ends the connection."""
         self.host, self.port, self.path, self.topic = host, port, path, topic
         self.on_event, self.on_dropped = on_event, on_dropped
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -62,6 +63,7 @@ class LightSubscriber(asyncio.Protocol):
         self._upgraded = False
         self._fragments: list[bytes] = []
         self._close_sent = False
+        self._closed_by: str | None = None  # the router's close frame, if it sent one
 
     # -- WebSocket ---------------------------------------------------------------------
 
@@ -112,6 +114,8 @@ class LightSubscriber(asyncio.Protocol):
             self._write(PONG, payload)
         elif opcode == CLOSE:
             if not self._close_sent:  # the router's close, not its answer to ours
+                code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else None
+                self._closed_by = f"closed by the router ({code}: {payload[2:].decode()!r})"
                 self._write(CLOSE, payload[:2])
             if self._transport is not None:
                 self._transport.close()
@@ -128,7 +132,8 @@ class LightSubscriber(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._fail("connection closed")
         if not self.stopping:
-            self.on_dropped()
+            why = f"lost without a close frame ({exc or 'EOF'})"
+            self.on_dropped(self._closed_by or why)
 
     # -- WAMP --------------------------------------------------------------------------
 

@@ -27,6 +27,7 @@ import resource
 import statistics
 import tempfile
 import time
+from collections import Counter
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,9 @@ class _Held:
         self.sources = sources
         self.sessions: list[LightSubscriber] = []
         self.dropped = 0
+        #: (what the bench was doing, why the connection ended) -> how many
+        self.drops: Counter[tuple[str, str]] = Counter()
+        self.phase = "connecting"
         self.arrivals: dict[str, list[float]] = {}  # key -> [first, last, count]
         self.latencies: list[float] = []
         self.total = 0
@@ -78,8 +82,9 @@ class _Held:
             seen[1] = now
             seen[2] += 1
 
-    def _dropped(self) -> None:
+    def _dropped(self, why: str) -> None:
         self.dropped += 1
+        self.drops[self.phase, why] += 1
 
     async def connect_one(self, index: int) -> None:
         loop = asyncio.get_running_loop()
@@ -95,17 +100,20 @@ class _Held:
         self.sessions.append(session)
 
     async def grow(self, count: int) -> None:
+        self.phase = f"connecting to {count}"
         while len(self.sessions) < count:
             batch = range(len(self.sessions), min(count, len(self.sessions) + 100))
             await asyncio.gather(*(self.connect_one(i) for i in batch))
 
     async def collect(self, expected: int, timeout: float) -> tuple[Any, ...]:
+        self.phase = "receiving"
         deadline = time.monotonic() + timeout
         while self.total < expected and time.monotonic() < deadline:
             await asyncio.sleep(0.005)
         await asyncio.sleep(0.05)
-        result = (self.total, self.dropped, self.arrivals, self.latencies)
+        result = (self.total, self.dropped, self.arrivals, self.latencies, dict(self.drops))
         self.arrivals, self.latencies, self.total = {}, [], 0
+        self.phase = "idle"
         return result
 
 
@@ -118,6 +126,7 @@ async def _child_main(url: str, sources: list[str], pipe: Connection) -> None:
         if command[0] == "grow":
             began = time.monotonic()
             await held.grow(command[1])
+            held.phase = "idle"
             freeze_startup_heap()
             pipe.send(time.monotonic() - began)
         elif command[0] == "collect":
@@ -159,6 +168,13 @@ class Pool:
         for pipe, _ in self.children:
             pipe.recv()
         self.count = 0
+        self.drops: Counter[tuple[str, str]] = Counter()
+
+    def why_dropped(self) -> str:
+        """The connections the other side ended, by what the bench was doing and why."""
+        return "; ".join(
+            f"{n} while {phase}: {why}" for (phase, why), n in self.drops.most_common(4)
+        )
 
     @property
     def pids(self) -> list[int]:
@@ -179,17 +195,20 @@ class Pool:
         for pipe, _ in self.children:
             pipe.send(("collect", events, timeout))
         total = dropped = 0
+        drops: Counter[tuple[str, str]] = Counter()
         arrivals: dict[str, list[float]] = {}
         latencies: list[float] = []
         for pipe, _ in self.children:
             if not pipe.poll(timeout + 30):
                 raise TimeoutError("the subscribers did not answer")
-            got, lost, seen, lat = pipe.recv()
+            got, lost, seen, lat, child_drops = pipe.recv()
             total, dropped = total + got, dropped + lost
+            drops.update(child_drops)
             latencies += lat
             for key, (first, last, n) in seen.items():
                 mine = arrivals.setdefault(key, [first, last, 0])
                 mine[0], mine[1], mine[2] = min(mine[0], first), max(mine[1], last), mine[2] + n
+        self.drops = drops  # since the pool started: when and why connections ended
         return total, dropped, arrivals, latencies
 
     def close(self) -> None:
@@ -232,7 +251,10 @@ async def _broadcasts(limit: Limit, pool: Pool, repeats: int) -> dict[str, float
         sent = await _publish(limit, f"b{pool.count}-{j}")
         total, dropped, arrivals, _ = await asyncio.to_thread(pool.collect, 1, 60)
         if total != pool.count or dropped:
-            raise RuntimeError(f"broadcast reached {total} of {pool.count} ({dropped} dropped)")
+            raise RuntimeError(
+                f"broadcast reached {total} of {pool.count} ({dropped} dropped: "
+                f"{pool.why_dropped()})"
+            )
         [(a, b, _)] = arrivals.values()
         first.append((a - sent) * 1000)
         last.append((b - sent) * 1000)
@@ -367,7 +389,7 @@ def _report(rows: list[dict[str, Any]], args: argparse.Namespace, hard: int, too
     print("|---:|---:|---:|---:|---|---:|---:|---:|")
     for r in rows:
         if "failed" in r:
-            print(f"| {r['proxies']} | {r['connections']} | failed: {r['failed'][:60]} | | | | | |")
+            print(f"| {r['proxies']} | {r['connections']} | failed: {r['failed'][:300]} | | | | | |")
             continue
         idle = "/".join(f"{v:g}" for v in r["idle_cpu_percent"].values())
         b, s = r["broadcast"], r["sustained"]

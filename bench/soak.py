@@ -25,22 +25,26 @@ import statistics
 import tempfile
 import time
 import urllib.request
+from collections.abc import Awaitable, Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import psutil
+import yaml
 
 from bench.light import LightSubscriber
 from bench.publishers import TOPIC, Rest
 from bench.report import RESULTS
 from sandbar.heap import freeze_startup_heap
-from tests.support.procs import Api, Bridge, Router, Topics
+from tests.support.procs import SHIPPED_BRIDGE_CONFIG, Api, Bridge, Router, Topics
 
 #: MB per 10 minutes: the target for each service process's RSS slope
 SLOPE_TARGET_MB = 1.0
 SAMPLE_SECONDS = 5.0
+#: attempts at one reconnect or catch-up before the run fails
+RETRIES = 6
 
 
 class Follower:
@@ -74,13 +78,15 @@ class _Child:
         self.ws_url, self.api_url = ws_url, api_url
         self.followers = [Follower() for _ in range(count)]
         self.dropped = 0
+        #: reconnects and catch-ups that failed once and were tried again
+        self.retries = 0
         self.stopping = False
 
     async def connect(self, follower: Follower) -> None:
         parts = urlsplit(self.ws_url)
         host, port = str(parts.hostname), int(parts.port or 80)
 
-        def dropped() -> None:
+        def dropped(_why: str) -> None:
             self.dropped += 1
 
         _, session = await asyncio.get_running_loop().create_connection(
@@ -112,9 +118,27 @@ class _Child:
             session, follower.session = follower.session, None
             session.leave()
             await asyncio.sleep(random.uniform(0.2, 2.0))
-            await self.connect(follower)
+            await self._retried(self.connect, follower)
             follower.reconnects += 1
-            await self.catch_up(follower)
+            await self._retried(self.catch_up, follower)
+
+    async def _retried(
+        self, step: Callable[[Follower], Awaitable[None]], follower: Follower
+    ) -> None:
+        """A reconnect or catch-up, tried again until it works: a loaded router can take
+        longer than one attempt's 30 s, and that is a figure to report, not a reason to end
+        the run (the catch-up fills what the subscriber missed meanwhile)."""
+        for attempt in range(1, RETRIES + 1):
+            try:
+                await step(follower)
+                return
+            except (OSError, TimeoutError, ValueError) as failed:  # refused, timed out, bad page
+                self.retries += 1
+                if attempt == RETRIES:
+                    raise RuntimeError(
+                        f"{step.__name__} failed {RETRIES} times: {failed}"
+                    ) from None
+                await asyncio.sleep(min(30.0, 2.0**attempt))
 
     async def settle(self, total: int, timeout: float) -> dict[str, Any]:
         """Catch every subscriber up to ``total`` (a last page for those behind), then report."""
@@ -135,6 +159,7 @@ class _Child:
             "duplicates_dropped": sum(f.duplicates for f in self.followers),
             "reconnects": sum(f.reconnects for f in self.followers),
             "dropped_by_router": self.dropped,
+            "retries": self.retries,
         }
 
 
@@ -244,13 +269,28 @@ async def _post(
     return sent
 
 
+def _bridge_config(duplicate_window: int) -> dict[str, Any]:
+    """The shipped bridge config with this duplicate window (a bound: ~230 B an id)."""
+    config: dict[str, Any] = yaml.safe_load(SHIPPED_BRIDGE_CONFIG.read_text())
+    config.setdefault("publish", {})["duplicate_window"] = duplicate_window
+    return config
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--subscribers", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=20.0, help="POSTs per second")
     parser.add_argument("--churn", type=float, default=0.03, help="share reconnecting a minute")
+    parser.add_argument(
+        "--duplicate-window",
+        type=int,
+        help="the bridge's publish.duplicate_window (default: a quarter of the run's events, "
+        "so that the bounded window is full before the second half, where slopes are read)",
+    )
     args = parser.parse_args()
+    if args.duplicate_window is None:
+        args.duplicate_window = max(1000, int(args.rate * args.minutes * 60 / 4))
     limit = _raise_fd_limit(4 * args.subscribers + 1024)
     print(f"file descriptor limit {limit} (raised for {args.subscribers} subscribers)")
     began = time.monotonic()
@@ -258,7 +298,7 @@ def main() -> None:
         work = Path(tmp)
         router = Router(work).start()
         topics = Topics(work, router).start()
-        bridge = Bridge(work, router).start()
+        bridge = Bridge(work, router, config=_bridge_config(args.duplicate_window)).start()
         api = Api(work, bridge.endpoint).start()
         ctx = multiprocessing.get_context("spawn")
         children: list[tuple[Connection, Any]] = []
@@ -314,18 +354,19 @@ def _report(
     merged = {key: sum(r[key] for r in reports) for key in reports[0]} if reports else {}
     print(
         f"\nSoak: {args.subscribers} subscribers, {args.churn:.0%} reconnecting a minute, "
-        f"{total} events through POST /articles at {args.rate:.0f}/s for {args.minutes:g} min\n"
+        f"{total} events through POST /articles at {args.rate:.0f}/s for {args.minutes:g} min; "
+        f"the bridge's duplicate window {args.duplicate_window} ids\n"
     )
     print(
         "| subscribers complete | missing deliveries | live | caught up | duplicates dropped "
-        "| reconnects | dropped by the router |"
+        "| reconnects | retried | dropped by the router |"
     )
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     print(
         f"| {merged.get('complete', 0)} of {args.subscribers} | {merged.get('missing', '?')} | "
         f"{merged.get('live', 0)} | {merged.get('fetched', 0)} | "
         f"{merged.get('duplicates_dropped', 0)} | {merged.get('reconnects', 0)} | "
-        f"{merged.get('dropped_by_router', 0)} |"
+        f"{merged.get('retries', 0)} | {merged.get('dropped_by_router', 0)} |"
     )
     print("\n| process | RSS start MB | RSS end MB | slope, 2nd half, MB / 10 min | verdict |")
     print("|---|---:|---:|---:|---|")

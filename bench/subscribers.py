@@ -41,8 +41,8 @@ class _Tally:
             record[2] += 1
 
 
-def _dropped(tally: _Tally) -> Callable[[], None]:
-    def count() -> None:
+def _dropped(tally: _Tally) -> Callable[[str], None]:
+    def count(_why: str) -> None:
         tally.dropped += 1
 
     return count

@@ -9,7 +9,8 @@ close the connection after GOODBYE and send HELLO at once, so a connection witho
 for ``timeout`` seconds is closed, with a reason that says what was expected.
 
 A sweep every quarter of the timeout looks at every open connection's session: two
-attribute reads each, ~6 ms for 20,000 connections, instead of a timer per connection.
+attribute reads each, 8 ms for 20,000 connections (a reactor pause every 7.5 s at the
+default), instead of a timer per connection.
 """
 
 from __future__ import annotations

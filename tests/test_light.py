@@ -36,7 +36,7 @@ def test_leaving_subscribers_close_their_connections_at_the_router(router: Route
         sessions, clients = [], set()
         for _ in range(20):
             transport, session = await loop.create_connection(
-                lambda: LightSubscriber(host, port, url.path, "articles", print, lambda: None),
+                lambda: LightSubscriber(host, port, url.path, "articles", print, print),
                 host,
                 port,
             )
