@@ -269,10 +269,12 @@ async def _post(
     return sent
 
 
-def _bridge_config(duplicate_window: int) -> dict[str, Any]:
-    """The shipped bridge config with this duplicate window (a bound: ~230 B an id)."""
+def _bridge_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The shipped bridge config with the soak's bounds for the bridge's two memories of
+    published events: a slope read while a bounded cache still fills is no leak."""
     config: dict[str, Any] = yaml.safe_load(SHIPPED_BRIDGE_CONFIG.read_text())
-    config.setdefault("publish", {})["duplicate_window"] = duplicate_window
+    config.setdefault("publish", {})["duplicate_window"] = args.duplicate_window
+    config.setdefault("inspect", {})["published_records"] = args.published_records
     return config
 
 
@@ -288,9 +290,16 @@ def main() -> None:
         help="the bridge's publish.duplicate_window (default: a quarter of the run's events, "
         "so that the bounded window is full before the second half, where slopes are read)",
     )
+    parser.add_argument(
+        "--published-records",
+        type=int,
+        help="the bridge's inspect.published_records (default: a quarter of the run's events, "
+        "for the same reason)",
+    )
     args = parser.parse_args()
-    if args.duplicate_window is None:
-        args.duplicate_window = max(1000, int(args.rate * args.minutes * 60 / 4))
+    quarter = max(1000, int(args.rate * args.minutes * 60 / 4))  # events in a quarter run
+    args.duplicate_window = args.duplicate_window or quarter
+    args.published_records = args.published_records or quarter
     limit = _raise_fd_limit(4 * args.subscribers + 1024)
     print(f"file descriptor limit {limit} (raised for {args.subscribers} subscribers)")
     began = time.monotonic()
@@ -298,7 +307,7 @@ def main() -> None:
         work = Path(tmp)
         router = Router(work).start()
         topics = Topics(work, router).start()
-        bridge = Bridge(work, router, config=_bridge_config(args.duplicate_window)).start()
+        bridge = Bridge(work, router, config=_bridge_config(args)).start()
         api = Api(work, bridge.endpoint).start()
         ctx = multiprocessing.get_context("spawn")
         children: list[tuple[Connection, Any]] = []
@@ -355,7 +364,8 @@ def _report(
     print(
         f"\nSoak: {args.subscribers} subscribers, {args.churn:.0%} reconnecting a minute, "
         f"{total} events through POST /articles at {args.rate:.0f}/s for {args.minutes:g} min; "
-        f"the bridge's duplicate window {args.duplicate_window} ids\n"
+        f"the bridge's duplicate window {args.duplicate_window} ids and published records "
+        f"{args.published_records}\n"
     )
     print(
         "| subscribers complete | missing deliveries | live | caught up | duplicates dropped "
