@@ -76,7 +76,7 @@ async def _load(limit: Limit, rate: float, seconds: float) -> int:
 
 def _record(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
-    argv = [spy, "record", "--format", "raw", "--rate", "200", "--nonblocking"]
+    argv = [spy, "record", "--format", "raw", "--rate", "200", "--nonblocking", "--full-filenames"]
     argv += ["-d", str(int(seconds)), "-p", str(pid), "-o", str(out)]
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
