@@ -389,7 +389,9 @@ def _report(rows: list[dict[str, Any]], args: argparse.Namespace, hard: int, too
     print("|---:|---:|---:|---:|---|---:|---:|---:|")
     for r in rows:
         if "failed" in r:
-            print(f"| {r['proxies']} | {r['connections']} | failed: {r['failed'][:300]} | | | | | |")
+            print(
+                f"| {r['proxies']} | {r['connections']} | failed: {r['failed'][:300]} | | | | | |"
+            )
             continue
         idle = "/".join(f"{v:g}" for v in r["idle_cpu_percent"].values())
         b, s = r["broadcast"], r["sustained"]
