@@ -171,7 +171,7 @@ def test_a_burst_of_browsers_through_proxies_all_get_in(router: Router) -> None:
         loop = asyncio.get_running_loop()
         _, session = await loop.create_connection(
             lambda: LightSubscriber(
-                host, port, url.path, "articles", lambda *a: None, lambda: None
+                host, port, url.path, "articles", lambda *a: None, lambda why: None
             ),
             host,
             port,
