@@ -15,6 +15,7 @@ default), instead of a timer per connection.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import time
 from collections.abc import Callable
@@ -105,7 +106,12 @@ class SessionlessGuard:
         expired = self.expired()
         reason = close_reason(self.timeout)
         for protocol in expired:
-            protocol.sendClose(code=CLOSE_CODE, reason=reason)
+            try:
+                protocol.sendClose(code=CLOSE_CODE, reason=reason)
+            except Exception:  # one connection's fault must not stop the sweeps for all
+                log.failure("could not close a connection without a session: dropping it")
+                with contextlib.suppress(Exception):
+                    protocol.dropConnection(abort=True)
         self.closed += len(expired)
         if expired:
             log.info(
@@ -126,7 +132,6 @@ def _start_sweeping(sessionless: SessionlessGuard) -> None:
     from twisted.internet.task import LoopingCall
 
     sweeper = LoopingCall(sessionless.sweep)
-    # a failed sweep is logged by Twisted and stops the loop; the connections stay open
     sweeper.start(sessionless.timeout / SWEEPS_PER_TIMEOUT, now=False)
 
 

@@ -129,3 +129,30 @@ def test_the_rendered_router_gives_the_timeout_to_every_guard(tmp_path: Path, pr
     guards = list(_guards(yaml.safe_load(rendered.read_text())))
     assert len(guards) == 1 + proxies  # the router's, and one per proxy worker
     assert all(guard["extra"]["sessionless_timeout"] == 45 for guard in guards)
+
+
+class _Closable(_Connection):
+    def __init__(self, fails: bool) -> None:
+        super().__init__(None)
+        self.fails, self.dropped = fails, False
+        self.closed_with: tuple[int, str] | None = None
+
+    def sendClose(self, code: int, reason: str) -> None:
+        if self.fails:
+            raise RuntimeError("transport gone")
+        self.closed_with = (code, reason)
+
+    def dropConnection(self, abort: bool) -> None:
+        self.dropped = abort
+
+
+def test_a_connection_that_cannot_be_closed_is_dropped_and_the_sweep_goes_on() -> None:
+    now = [0.0]
+    guard = SessionlessGuard(5.0, clock=lambda: now[0])
+    broken, fine = _Closable(fails=True), _Closable(fails=False)
+    guard.opened(broken)
+    guard.opened(fine)
+    now[0] = 5.0
+    assert guard.sweep() == 2
+    assert broken.dropped and fine.closed_with == (1000, close_reason(5.0))
+    assert guard.closed == 2
