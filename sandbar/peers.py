@@ -254,8 +254,8 @@ class Client(_Peer):
         options = SubscribeOptions(match=match) if match else None
         self._thread.call(self.session.subscribe, on_event, uri, options=options)
 
-    def call(self, uri: str, *args: Any) -> Any:
-        return self._thread.call(self.session.call, uri, *args)
+    def call(self, uri: str, *args: Any, timeout: float = 30.0) -> Any:
+        return self._thread.call(self.session.call, uri, *args, timeout=timeout)
 
     def publish(self, uri: str, *args: Any) -> Any:
         """An acknowledged publish; raises ApplicationError when refused."""
