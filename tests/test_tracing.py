@@ -202,6 +202,8 @@ def test_json_logs_follow_one_event_through_api_bridge_and_topics(tmp_path):
         # the API and the bridge log after they hand the event on: topics may act first
         wait_until(lambda: _logged(api.proc, "committed event", "'auth.revoked'"), 10, "API")
         wait_until(lambda: "published event" in bridge.proc.output(), 10, "the bridge logged it")
+        # gunicorn writes the access line once the response is sent: after the client has it
+        wait_until(lambda: _logged(api.proc, "POST /auth/logout"), 10, "the API's access line")
         logs = {
             name: _json_lines(proc)
             for name, proc in (("api", api.proc), ("bridge", bridge.proc), ("topics", topics.proc))
